@@ -1,0 +1,1 @@
+"""Ahead-of-time conversion: model sources, export, compression, lowering, validation."""

@@ -1,0 +1,110 @@
+"""ExecuTorch with the XNNPACK delegate: torch.export -> edge -> XNNPACK -> .pte.
+
+One `forward(tokens[1, S], input_pos[1])` method with S dynamic in
+[1, max_prefill]; the KV cache lives in the program as mutable buffers. The
+metadata methods ExecuTorch's LLM runners read (get_max_seq_len, get_eos_ids …)
+are baked in as constant methods, so the .pte also runs in ExecuTorch's own
+C++ runner and Android's LlmModule.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from pocketlm.errors import BackendUnavailableError
+
+PROGRAM_FILE = "model.pte"
+ENGINE = "executorch"
+DELEGATE = "xnnpack"
+
+
+def check_available() -> None:
+    try:
+        import executorch.exir  # noqa: F401
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailableError(f"ExecuTorch's exporter is not installed ({e}); install pocketlm[converter]")
+
+
+def runtime_metadata(decoder, max_prefill: int, bos_id: int | None, eos_ids: list[int]) -> dict:
+    shape = decoder.shape
+    return {
+        "get_max_seq_len": max_prefill,
+        "get_max_context_len": shape.max_context,
+        "get_n_layers": shape.num_layers,
+        "get_vocab_size": shape.vocab_size,
+        "get_bos_id": bos_id if bos_id is not None else -1,
+        "get_eos_ids": list(eos_ids),
+        "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": True,
+        "enable_dynamic_shape": True,
+    }
+
+
+def method_signature(decoder) -> dict:
+    return {
+        "forward": {
+            "inputs": [
+                {"name": "tokens", "dtype": "int64", "shape": [1, "seq"]},
+                {"name": "input_pos", "dtype": "int64", "shape": [1]},
+            ],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": [1, decoder.shape.vocab_size]}],
+        }
+    }
+
+
+@torch.no_grad()
+def lower(decoder, out_dir: Path, max_prefill: int, metadata: dict) -> dict:
+    """Export and lower `decoder` to out_dir/model.pte; returns delegation facts for the report."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    from ..decoder import load_custom_ops
+
+    load_custom_ops()
+    decoder.eval()
+    decoder.reset_cache()
+    seq = torch.export.Dim("seq", min=1, max=max_prefill)
+    example = (torch.zeros(1, min(2, max_prefill), dtype=torch.long), torch.tensor([0], dtype=torch.long))
+    exported = torch.export.export(decoder, example, dynamic_shapes=({1: seq}, None), strict=False)
+    edge = to_edge_transform_and_lower(
+        exported,
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+        constant_methods=metadata,
+    )
+    outside = Counter(
+        _op_name(n)
+        for n in edge.exported_program().graph_module.graph.nodes
+        if n.op == "call_function" and _op_name(n) not in _BOOKKEEPING
+    )
+    delegate_calls = outside.pop("executorch_call_delegate", 0)
+    program = edge.to_executorch(
+        ExecutorchBackendConfig(
+            extract_delegate_segments=True,
+            do_quant_fusion_and_const_prop=True,  # fuses torchao's quantized embeddings into ExecuTorch's kernels
+            memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+            sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+        )
+    )
+    with open(out_dir / PROGRAM_FILE, "wb") as f:
+        program.write_to_file(f)
+    return {"delegate_calls": delegate_calls, "ops_outside_delegate": dict(sorted(outside.items()))}
+
+
+# Symbolic-shape arithmetic and tuple indexing: no kernels run for these.
+_BOOKKEEPING = {"getitem", "sym_size.int", "_assert_scalar.default", "_local_scalar_dense.default", "le", "lt", "ge", "add", "sub", "mul"}
+
+
+def _op_name(node) -> str:
+    text = str(node.target)
+    if text.startswith("<EdgeOpOverload: "):
+        text = text[len("<EdgeOpOverload: ") :].split(">")[0]
+    else:
+        text = getattr(node.target, "__name__", text)
+    return text.removeprefix("aten.")

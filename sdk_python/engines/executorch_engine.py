@@ -1,0 +1,84 @@
+"""ExecuTorch engine: runs a bundle's .pte through the pip wheel's runtime (executorch.runtime)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, BundleError
+from .base import Engine
+
+_threads_fixed: int | None = None  # XNNPACK's pool can only be resized before the first program loads
+
+
+def _import_runtime():
+    try:
+        import torch
+        from executorch.runtime import Runtime
+
+        # Kernels the programs call outside the delegate: llama::custom_sdpa / update_cache
+        # and the quantized embedding ops. Without these imports loading fails with
+        # "Missing operator".
+        from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
+        import executorch.kernels.quantized  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailableError(
+            f"the ExecuTorch runtime is not installed ({e.name}); install pocketlm[executorch]"
+        ) from None
+    return torch, Runtime
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set XNNPACK's thread count once per process; returns the count in force."""
+    global _threads_fixed
+    from executorch.extension.pybindings import portable_lib
+
+    if threads is None:
+        return _threads_fixed or portable_lib._threadpool_get_thread_count()
+    if threads < 1:
+        raise BackendUnavailableError(f"threads must be >= 1, got {threads}")
+    if _threads_fixed is None:
+        portable_lib._unsafe_reset_threadpool(threads)
+        _threads_fixed = threads
+    elif _threads_fixed != threads:
+        raise BackendUnavailableError(
+            f"ExecuTorch's thread pool is already set to {_threads_fixed} threads in this process; "
+            "it cannot be resized after a program has run (start a new process)"
+        )
+    return threads
+
+
+class ExecuTorchEngine(Engine):
+    name = "executorch"
+
+    def __init__(self, bundle, threads: int | None = None, enable_etdump: bool = False):
+        super().__init__(bundle, threads)
+        self.enable_etdump = enable_etdump
+        self._method = None
+        self._program = None
+
+    def load(self) -> None:
+        torch, Runtime = _import_runtime()
+        self._torch = torch
+        self.threads = configure_threads(self.threads)
+        path = self.bundle.file(self.bundle.runtime["program"])
+        try:
+            self._program = Runtime.get().load_program(path, enable_etdump=self.enable_etdump)
+            self._method = self._program.load_method("forward")
+        except RuntimeError as e:
+            raise BundleError(f"ExecuTorch could not load {path.name}: {e}") from None
+        global _threads_fixed
+        _threads_fixed = self.threads  # a program has run with this pool: from now on it is fixed
+
+    def _forward(self, tokens: Sequence[int], start: int) -> np.ndarray:
+        torch = self._torch
+        out = self._method.execute(
+            [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
+        )
+        # The runtime may reuse its output buffer on the next call: copy the logits out.
+        return out[0].numpy().reshape(-1).copy()
+
+    def close(self) -> None:
+        self._method = None
+        self._program = None
