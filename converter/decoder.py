@@ -206,7 +206,7 @@ class Decoder(nn.Module):
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         seqlen = tokens.shape[1]
         start_pos = input_pos[0].item()
-        torch._check_is_size(start_pos)
+        torch._check(start_pos >= 0)
         torch._check(start_pos < self.shape.max_context)
         torch._check(start_pos + seqlen <= self.shape.max_context)
         x = self.embed_tokens(tokens)

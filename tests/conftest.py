@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random models of every family and bundles converted from them.
+
+Conversions are cached for the session: each (family, recipe) is lowered once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import make_tiny_model  # noqa: E402
+
+FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+TINY_CONTEXT = 64
+TINY_PREFILL = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    cache: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = make_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}"))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_model_dir, tmp_path_factory):
+    """tiny_bundle(family, quant="fp32", **convert_options) -> bundle path (converted once per session)."""
+    from rich.console import Console
+
+    from pocketlm.converter.convert import convert
+
+    cache: dict[tuple, Path] = {}
+
+    def get(family: str, quant: str = "fp32", **options) -> Path:
+        key = (family, quant, tuple(sorted(options.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("bundles") / f"{family}-{quant}"
+            convert(
+                str(tiny_model_dir(family)), out, quant=quant, max_context=TINY_CONTEXT,
+                max_prefill=TINY_PREFILL, parity_tokens=40, console=Console(quiet=True), **options,
+            )
+            cache[key] = out
+        return cache[key]
+
+    return get

