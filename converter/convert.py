@@ -71,6 +71,8 @@ def convert(
     backend = get_backend(target, delegate)
     if max_context < 2:
         raise RecipeError(f"--max-context must be at least 2, got {max_context}")
+    if parity_tokens < 4:
+        raise RecipeError(f"--parity-tokens must be at least 4, got {parity_tokens}")
     if not 1 <= max_prefill <= max_context:
         raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
     output = Path(output or default_output_name(source, backend.DELEGATE, recipe.name))
@@ -92,7 +94,7 @@ def convert(
             load_custom_ops()
             decoder = Decoder(hf_model, max_context=max_context).eval()
             n_params = sum(p.numel() for p in hf_model.parameters())
-            tokens = parity.parity_token_ids(hf_tokenizer, parity_tokens)
+            tokens = parity.parity_token_ids(hf_tokenizer, min(parity_tokens, max_context))
             float_logits = parity.eager_logits(decoder, tokens)
 
         with stage(f"quantize ({recipe.name})"):

@@ -59,14 +59,22 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # XNNPACK delegates mean only over the two innermost dims of a 4D tensor: view as [1, N, 1, H].
-        ms = (x * x).reshape(1, -1, 1, x.shape[-1]).mean((2, 3), keepdim=True).reshape(x.shape[:-1] + (1,))
-        return x * torch.rsqrt(ms + self.eps) * self.weight
+        # XNNPACK delegates mean only over the two innermost dims of a 4D tensor, and reshapes only
+        # with static sizes and at most one -1: view as [1, N, 1, H] and back with -1 for the token axis.
+        x4 = x.reshape(1, -1, 1, x.shape[-1])
+        out = x4 * torch.rsqrt((x4 * x4).mean((2, 3), keepdim=True) + self.eps) * self.weight
+        return out.reshape((x.shape[0], -1) + tuple(x.shape[2:]))
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def rotate_half_matrix(head_dim: int) -> torch.Tensor:
+    """W with x @ W.T == cat(-x[half:], x[:half]): rotate_half as a matmul XNNPACK keeps in the delegate
+    (the slices of the usual form fall out of it, splitting every layer into more delegate pieces)."""
+    half = head_dim // 2
+    w = torch.zeros(head_dim, head_dim)
+    idx = torch.arange(half)
+    w[idx, idx + half] = -1.0
+    w[idx + half, idx] = 1.0
+    return w
 
 
 class Attention(nn.Module):
@@ -89,19 +97,21 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(hf_attn.k_norm.weight + family.norm_offset, eps)
         else:
             self.q_norm = self.k_norm = None
+        self.register_buffer("rotate", rotate_half_matrix(shape.head_dim), persistent=False)
         cache_shape = (1, shape.max_context, shape.num_kv_heads, shape.head_dim)
         self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
         self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
 
     def forward(self, x, cos, sin, start_pos: int):
         bsz, seqlen, _ = x.shape
-        q = self.q_proj(x).view(bsz, seqlen, self.n_heads, self.head_dim)
-        k = self.k_proj(x).view(bsz, seqlen, self.n_kv, self.head_dim)
-        v = self.v_proj(x).view(bsz, seqlen, self.n_kv, self.head_dim)
+        # -1 for the token axis: XNNPACK keeps a reshape in the delegate only without symbolic sizes.
+        q = self.q_proj(x).view(bsz, -1, self.n_heads, self.head_dim)
+        k = self.k_proj(x).view(bsz, -1, self.n_kv, self.head_dim)
+        v = self.v_proj(x).view(bsz, -1, self.n_kv, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q = q * cos + F.linear(q, self.rotate) * sin
+        k = k * cos + F.linear(k, self.rotate) * sin
         torch.ops.llama.update_cache(k, self.k_cache, start_pos)
         torch.ops.llama.update_cache(v, self.v_cache, start_pos)
         if self.window is None:
@@ -110,7 +120,7 @@ class Attention(nn.Module):
             out = torch.ops.llama.custom_sdpa(
                 q, self.k_cache, self.v_cache, 0, self._window_mask(start_pos, seqlen), 0.0, False, self.scale
             )
-        return self.o_proj(out.reshape(bsz, seqlen, self.n_heads * self.head_dim))
+        return self.o_proj(out.reshape(bsz, -1, self.n_heads * self.head_dim))
 
     def _window_mask(self, start_pos: int, seqlen: int) -> torch.Tensor:
         # Key j is visible from query i when i - window < j <= i (the Hugging Face convention).

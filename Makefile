@@ -1,0 +1,27 @@
+# The two front doors of the README: `make demo` and `make test`. Both set up .venv first.
+VENV := .venv
+BUNDLE := bundles/smollm2-135m-xnnpack-8da4w
+PROMPT ?= What is the capital of France?
+
+.PHONY: setup demo test lint clean
+
+setup:
+	bash scripts/setup.sh
+
+# Convert SmolLM2-135M-Instruct to an 8da4w ExecuTorch bundle (once), then answer a prompt, streaming.
+demo: setup $(BUNDLE)/manifest.json
+	$(VENV)/bin/pocketlm run $(BUNDLE) "$(PROMPT)" --threads 2
+
+$(BUNDLE)/manifest.json:
+	$(VENV)/bin/pocketlm pull smollm2-135m
+	$(VENV)/bin/pocketlm convert smollm2-135m -o $(BUNDLE) --quant 8da4w --force
+
+test: setup
+	$(VENV)/bin/pocketlm pull smollm2-135m
+	$(VENV)/bin/python -m pytest -ra
+
+lint: setup
+	$(VENV)/bin/ruff check sdk_python converter tests benchmarks
+
+clean:
+	rm -rf bundles .pytest_cache

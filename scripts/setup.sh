@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned toolchain (constraints.txt) and install pocketlm into it, editable.
+# Idempotent: a second run only checks that everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[converter,dev]"
