@@ -17,6 +17,7 @@ $(BUNDLE)/manifest.json:
 	$(VENV)/bin/pocketlm convert smollm2-135m -o $(BUNDLE) --quant 8da4w --force
 
 test: setup
+	$(VENV)/bin/ruff check sdk_python converter tests benchmarks
 	$(VENV)/bin/pocketlm pull smollm2-135m
 	$(VENV)/bin/python -m pytest -ra
 

@@ -12,7 +12,7 @@ import platform
 import re
 import resource
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -118,7 +118,7 @@ def convert(
         manifest = {
             "name": output.name,
             "pocketlm_version": pocketlm.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": {
                 "family": loaded.family.name,
                 "source": loaded.source,

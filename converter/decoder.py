@@ -266,5 +266,7 @@ def _rotary_tables(rotary: nn.Module, layer_type: str, max_context: int, head_di
             cos, sin = rotary(probe, positions)
     cos, sin = cos[0].float(), sin[0].float()
     if cos.shape != (max_context, head_dim):
-        raise UnsupportedModelError(f"unexpected rotary table shape {tuple(cos.shape)}; partial rotary is not supported")
+        raise UnsupportedModelError(
+            f"unexpected rotary table shape {tuple(cos.shape)}; partial rotary is not supported"
+        )
     return cos.contiguous(), sin.contiguous()

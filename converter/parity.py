@@ -7,6 +7,10 @@ half in one call (the prefill path) and decodes the rest one token at a time
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 import torch
 
@@ -32,13 +36,28 @@ def parity_token_ids(hf_tokenizer, n_tokens: int) -> list[int]:
     return ids[:n_tokens]
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Mute C++ log lines written straight to fd 2 (the eager llama:: kernels log every call)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @torch.no_grad()
 def eager_logits(decoder, tokens: list[int]) -> np.ndarray:
     """[len(tokens), vocab] logits of the eager decoder over the whole sequence at once."""
     decoder.reset_cache()
     decoder.all_logits = True
     try:
-        out = decoder(torch.tensor([tokens], dtype=torch.long), torch.tensor([0], dtype=torch.long))
+        with native_stderr_silenced():
+            out = decoder(torch.tensor([tokens], dtype=torch.long), torch.tensor([0], dtype=torch.long))
     finally:
         decoder.all_logits = False
         decoder.reset_cache()

@@ -23,14 +23,16 @@ def cli():
 @click.option("-o", "--output", type=click.Path(), help="Bundle folder to write (default: derived from the source).")
 @click.option("--target", default="executorch", show_default=True, help="Runtime to lower to.")
 @click.option("--delegate", default=None, help="Backend delegate (executorch: xnnpack).")
-@click.option("--quant", default="8da4w", show_default=True, help="Linear layers: fp32, 8da4w, 8da8w or int8 (weight-only).")
+@click.option("--quant", default="8da4w", show_default=True,
+              help="Linear layers: fp32, 8da4w, 8da8w or int8 (weight-only).")
 @click.option("--group-size", default=32, show_default=True, help="Group size of 4-bit weights (and int4 embeddings).")
 @click.option("--embedding-quant", type=click.Choice(["none", "int8", "int4"]), default=None,
               help="Embedding table quantization [default: int8 for quantized recipes, none for fp32].")
 @click.option("--max-context", default=2048, show_default=True, help="KV-cache length (prompt + answer).")
 @click.option("--max-prefill", default=256, show_default=True, help="Most prompt tokens per forward call.")
 @click.option("--parity-tokens", default=64, show_default=True, help="Tokens of real text used for the parity check.")
-@click.option("--allow-skip", is_flag=True, help="Keep layers the recipe cannot quantize in float (listed in the manifest).")
+@click.option("--allow-skip", is_flag=True,
+              help="Keep layers the recipe cannot quantize in float (listed in the manifest).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 def convert(source, output, target, delegate, quant, group_size, embedding_quant, max_context, max_prefill,
             parity_tokens, allow_skip, force):
@@ -48,7 +50,7 @@ def convert(source, output, target, delegate, quant, group_size, embedding_quant
         )
     except KeyboardInterrupt:
         click.echo("\ninterrupted: no bundle was written", err=True)
-        raise SystemExit(130)
+        raise SystemExit(130) from None
 
 
 @cli.command()
@@ -147,11 +149,22 @@ def chat(bundle, system, threads, stop, **sampling):
             if not line.strip():
                 continue
             history.append({"role": "user", "content": line})
+            keep = 1 if system else 0
+            # Drop the oldest exchanges while the conversation would leave no room for the answer.
+            budget = model.engine.max_context - min(sampling["max_new_tokens"], model.engine.max_context // 4)
+            while len(history) > keep + 1 and len(model.tokenizer.encode_chat(history)) > budget:
+                del history[keep : keep + 2]
+                click.echo("(the oldest exchange was dropped to fit the context)", err=True)
             reply = []
-            for piece in model.chat(history, stop=stop, **sampling):
-                reply.append(piece)
-                click.echo(piece, nl=False)
-                sys.stdout.flush()
+            try:
+                for piece in model.chat(history, stop=stop, **sampling):
+                    reply.append(piece)
+                    click.echo(piece, nl=False)
+                    sys.stdout.flush()
+            except PocketLMError as e:
+                click.echo(f"error: {e}", err=True)
+                history.pop()
+                continue
             history.append({"role": "assistant", "content": "".join(reply)})
             _print_stats(model.last_stats)
 
@@ -214,7 +227,22 @@ def doctor():
 
 
 # ---------------------------------------------------------------- entry point
+def _quiet_libraries() -> None:
+    """Library chatter that says nothing to a user of the CLI (deprecations, CUDA-only extensions)."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TORCH_LOGS", "-torch")  # torch's own logger: errors only
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Mutation on a buffer")  # the KV cache, by design
+    for name in ("torch", "torchao", "executorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv=None) -> int:
+    _quiet_libraries()
     try:
         cli.main(args=argv, prog_name="pocketlm", standalone_mode=False)
     except click.exceptions.Abort:

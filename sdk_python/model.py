@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from .bundle import Bundle, read_bundle
 from .engines import open_engine
@@ -20,7 +20,7 @@ class Model:
         self.last_stats: GenerationStats | None = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, threads: int | None = None, verify: bool = True, **engine_options) -> "Model":
+    def load(cls, path: str | os.PathLike, threads: int | None = None, verify: bool = True, **engine_options) -> Model:
         """Read the bundle (checking every file's sha256 unless verify=False) and load its engine."""
         bundle = read_bundle(path, verify=verify)
         tokenizer = Tokenizer.from_bundle(bundle)

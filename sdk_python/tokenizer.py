@@ -3,10 +3,10 @@ its chat template (Jinja2, Hugging Face conventions) and streaming detokenizatio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 from .errors import GenerationError
 
@@ -23,7 +23,7 @@ class Tokenizer:
         self.chat_template: str | None = spec.get("chat_template")
 
     @classmethod
-    def from_bundle(cls, bundle) -> "Tokenizer":
+    def from_bundle(cls, bundle) -> Tokenizer:
         spec = bundle.manifest["tokenizer"]
         return cls(bundle.file(spec["file"]), spec)
 
@@ -71,7 +71,9 @@ class Tokenizer:
         def raise_exception(message):
             raise TemplateError(message)
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.globals["raise_exception"] = raise_exception
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         return env.from_string(self.chat_template)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FAMILIES, TINY_CONTEXT, TINY_PREFILL
 
 import pocketlm
-from conftest import FAMILIES, TINY_CONTEXT, TINY_PREFILL
 
 
 def _hf_logits(model_dir, tokens):

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from tiny_models import CHAT_TEMPLATE
 
 from pocketlm.errors import GenerationError
 from pocketlm.sampling import Sampler, SamplingParams
 from pocketlm.tokenizer import StreamDetokenizer, Tokenizer
-from tiny_models import CHAT_TEMPLATE
 
 TEXT = "Café naïve — 日本語 🙂 and unseen: Ωμέγα ∑ € 🚀, über."
 

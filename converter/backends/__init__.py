@@ -23,7 +23,9 @@ def get_backend(target: str, delegate: str | None = None):
     key = (target, delegate)
     if key not in BACKENDS:
         known = ", ".join(f"{t}/{d}" for t, d in sorted(BACKENDS))
-        raise BackendUnavailableError(f"no backend for target {target!r} with delegate {delegate!r} (available: {known})")
+        raise BackendUnavailableError(
+            f"no backend for target {target!r} with delegate {delegate!r} (available: {known})"
+        )
     module = import_module(BACKENDS[key])
     module.check_available()
     return module

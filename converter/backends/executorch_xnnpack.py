@@ -26,7 +26,9 @@ def check_available() -> None:
         import executorch.exir  # noqa: F401
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner  # noqa: F401
     except ImportError as e:
-        raise BackendUnavailableError(f"ExecuTorch's exporter is not installed ({e}); install pocketlm[converter]")
+        raise BackendUnavailableError(
+            f"ExecuTorch's exporter is not installed ({e}); install pocketlm[converter]"
+        ) from None
 
 
 def runtime_metadata(decoder, max_prefill: int, bos_id: int | None, eos_ids: list[int]) -> dict:
@@ -98,7 +100,10 @@ def lower(decoder, out_dir: Path, max_prefill: int, metadata: dict) -> dict:
 
 
 # Symbolic-shape arithmetic and tuple indexing: no kernels run for these.
-_BOOKKEEPING = {"getitem", "sym_size.int", "_assert_scalar.default", "_local_scalar_dense.default", "le", "lt", "ge", "add", "sub", "mul"}
+_BOOKKEEPING = {
+    "getitem", "sym_size.int", "_assert_scalar.default", "_local_scalar_dense.default",
+    "le", "lt", "ge", "add", "sub", "mul",
+}
 
 
 def _op_name(node) -> str:

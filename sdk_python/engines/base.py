@@ -4,7 +4,7 @@ profiling are written once above it."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,8 +58,8 @@ class Engine(ABC):
         # The SDPA op reads the cache only up to the current position, so stale entries need no clearing.
         self.position = 0
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027  optional hook: most engines free nothing explicitly
+        return None
 
     @property
     def room(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,14 +14,14 @@ _threads_fixed: int | None = None  # XNNPACK's pool can only be resized before t
 
 def _import_runtime():
     try:
+        import executorch.kernels.quantized  # noqa: F401
         import torch
-        from executorch.runtime import Runtime
 
         # Kernels the programs call outside the delegate: llama::custom_sdpa / update_cache
         # and the quantized embedding ops. Without these imports loading fails with
         # "Missing operator".
         from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
-        import executorch.kernels.quantized  # noqa: F401
+        from executorch.runtime import Runtime
     except ImportError as e:
         raise BackendUnavailableError(
             f"the ExecuTorch runtime is not installed ({e.name}); install pocketlm[executorch]"
