@@ -30,7 +30,7 @@ def smollm2_bundle(tmp_path_factory):
 
 
 def test_greedy_chat_answers_paris(smollm2_bundle):
-    with pocketlm.load(smollm2_bundle, threads=2) as model:
+    with pocketlm.load(smollm2_bundle) as model:
         answer = "".join(model.chat([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24))
         stats = model.last_stats
     assert "Paris" in answer, answer
