@@ -102,7 +102,7 @@ class Attention(nn.Module):
         self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
         self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
 
-    def forward(self, x, cos, sin, start_pos: int):
+    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
         bsz, seqlen, _ = x.shape
         # -1 for the token axis: XNNPACK keeps a reshape in the delegate only without symbolic sizes.
         q = self.q_proj(x).view(bsz, -1, self.n_heads, self.head_dim)
@@ -117,17 +117,17 @@ class Attention(nn.Module):
         if self.window is None:
             out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, start_pos, None, 0.0, True, self.scale)
         else:
-            out = torch.ops.llama.custom_sdpa(
-                q, self.k_cache, self.v_cache, 0, self._window_mask(start_pos, seqlen), 0.0, False, self.scale
-            )
+            out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, 0, window_mask, 0.0, False, self.scale)
         return self.o_proj(out.reshape(bsz, -1, self.n_heads * self.head_dim))
 
-    def _window_mask(self, start_pos: int, seqlen: int) -> torch.Tensor:
-        # Key j is visible from query i when i - window < j <= i (the Hugging Face convention).
-        q_pos = torch.arange(seqlen).unsqueeze(1) + start_pos
-        k_pos = torch.arange(self.k_cache.shape[1]).unsqueeze(0)
-        visible = (k_pos <= q_pos) & (k_pos > q_pos - self.window)
-        return torch.where(visible, 0.0, float("-inf"))
+
+def sliding_window_mask(start_pos: int, seqlen: int, max_context: int, window: int) -> torch.Tensor:
+    """[seqlen, max_context] additive mask: key j is visible from query i when i - window < j <= i
+    (the Hugging Face convention). Built once per forward and shared by every sliding layer."""
+    q_pos = torch.arange(seqlen).unsqueeze(1) + start_pos
+    k_pos = torch.arange(max_context).unsqueeze(0)
+    visible = (k_pos <= q_pos) & (k_pos > q_pos - window)
+    return torch.where(visible, 0.0, float("-inf"))
 
 
 class MLP(nn.Module):
@@ -155,11 +155,12 @@ class Block(nn.Module):
             self.pre_feedforward_layernorm = RMSNorm(hf_layer.pre_feedforward_layernorm.weight + off, eps)
             self.post_feedforward_layernorm = RMSNorm(hf_layer.post_feedforward_layernorm.weight + off, eps)
 
-    def forward(self, x, cos, sin, start_pos: int):
+    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
+        attn = self.self_attn(self.input_layernorm(x), cos, sin, start_pos, window_mask)
         if self.sandwich:
-            h = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), cos, sin, start_pos))
+            h = x + self.post_attention_layernorm(attn)
             return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
-        h = x + self.self_attn(self.input_layernorm(x), cos, sin, start_pos)
+        h = x + attn
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
@@ -224,13 +225,15 @@ class Decoder(nn.Module):
             # Gemma rounds the scale to the activation dtype before multiplying.
             x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
         rope = {}
+        windows = {layer.self_attn.window for layer in self.layers} - {None}
+        masks = {w: sliding_window_mask(start_pos, seqlen, self.shape.max_context, w) for w in windows}
         for layer in self.layers:
             lt = layer.self_attn.layer_type
             if lt not in rope:
                 cos = getattr(self, f"rope_cos_{lt}").narrow(0, start_pos, seqlen)
                 sin = getattr(self, f"rope_sin_{lt}").narrow(0, start_pos, seqlen)
                 rope[lt] = (cos.unsqueeze(1), sin.unsqueeze(1))  # [S, 1, D] broadcasts over heads
-            x = layer(x, *rope[lt], start_pos)
+            x = layer(x, *rope[lt], start_pos, masks.get(layer.self_attn.window))
         if not self.all_logits:
             x = x[:, -1, :]
         logits = self.lm_head(self.norm(x))
