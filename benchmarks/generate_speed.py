@@ -4,7 +4,7 @@
 
 Per bundle and prompt length: one warm-up, then R runs interleaved across
 bundles (A B A B …, so machine drift hits all alike). Prefill is timed over one
-prompt of real English tokens, decode over --gen greedy tokens after it.
+prompt of real English tokens (pocketlm/data/profile_prompt.txt), decode over --gen greedy tokens after it.
 Prints a markdown table (median, mean ± sd, min–max) with the machine described;
 --out FILE also writes it.
 """
@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-TEXT = (Path(__file__).resolve().parent / "data" / "english.txt")
 
 
 def machine() -> str:
@@ -65,17 +63,15 @@ def main() -> None:
     args = ap.parse_args()
 
     import pocketlm
+    from pocketlm.profiling.host import prompt_tokens
 
     models = [pocketlm.load(b, threads=args.threads) for b in args.bundles]
-    text = TEXT.read_text()
     lengths = [int(x) for x in args.prompt_lengths.split(",")]
     results: dict[tuple[int, int], tuple[list, list]] = {}
     for length in lengths:
         prompts = []
         for m in models:
-            ids = m.tokenizer.encode(text)
-            if len(ids) < length:
-                raise SystemExit(f"the benchmark text has only {len(ids)} tokens; asked for {length}")
+            ids = prompt_tokens(m.tokenizer, length)
             if length + args.gen > m.engine.max_context:
                 raise SystemExit(f"{m.bundle.name}: {length}+{args.gen} tokens exceed its context")
             prompts.append(ids[:length])

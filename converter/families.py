@@ -47,19 +47,16 @@ FAMILIES: dict[str, Family] = {
 SUPPORTED = ", ".join(sorted(FAMILIES))
 
 
-def family_for_model_type(model_type: str) -> Family:
+def _find(field: str, value: str, what: str) -> Family:
     for family in FAMILIES.values():
-        if model_type in family.model_types:
+        if value in getattr(family, field):
             return family
-    raise UnsupportedModelError(
-        f"model family {model_type!r} is not supported (supported: {SUPPORTED})"
-    )
+    raise UnsupportedModelError(f"{what} {value!r} is not supported (supported: {SUPPORTED})")
+
+
+def family_for_model_type(model_type: str) -> Family:
+    return _find("model_types", model_type, "model family")
 
 
 def check_gguf_architecture(arch: str) -> Family:
-    for family in FAMILIES.values():
-        if arch in family.gguf_architectures:
-            return family
-    raise UnsupportedModelError(
-        f"GGUF architecture {arch!r} is not supported (supported: {SUPPORTED})"
-    )
+    return _find("gguf_architectures", arch, "GGUF architecture")

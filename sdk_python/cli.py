@@ -169,6 +169,74 @@ def chat(bundle, system, threads, stop, **sampling):
             _print_stats(model.last_stats)
 
 
+# ---------------------------------------------------------------- profile / compare
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("prompt lengths must be positive integers")
+    return out
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--device", default="host", show_default=True, help="host, android[:SERIAL] or ios[:UDID].")
+@click.option("--prompt-lengths", default="32,128,512", show_default=True, help="Comma-separated prompt lengths.")
+@click.option("--gen", default=128, show_default=True, help="Tokens generated per run.")
+@click.option("--runs", default=5, show_default=True, help="Timed repetitions per prompt length.")
+@click.option("--warmup", default=1, show_default=True, help="Untimed runs before them.")
+@click.option("--threads", default=None, type=int, help="Runtime threads.")
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="Report folder [default: BUNDLE-profile].")
+@click.option("--operators/--no-operators", default=True, show_default=True, help="Per-operator pass (ETDump).")
+@click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--perplexity", is_flag=True, help="Also measure perplexity on the profile text.")
+def profile(bundle, device, prompt_lengths, gen, runs, warmup, threads, out_dir, operators, plots, perplexity):
+    """Measure BUNDLE: load time, time to first token, prefill/decode tokens/s, memory, per-operator time.
+
+    Writes report.json, report.md and PNG plots (throughput, memory, operators).
+    """
+    import json
+    from pathlib import Path
+
+    from .profiling import profile as run_profile
+    from .profiling.report import markdown, write_report
+
+    report = run_profile(
+        bundle, device=device, prompt_lengths=_int_list(prompt_lengths), gen=gen, runs=runs, warmup=warmup,
+        threads=threads, operators=operators, perplexity=perplexity,
+        progress=lambda msg: click.echo(f"pocketlm: {msg}", err=True),
+    )
+    out = Path(out_dir or f"{Path(bundle).name}-profile")
+    if plots:
+        written = write_report(report, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "report.md").write_text(markdown(report))
+        written = [out / "report.json", out / "report.md"]
+    click.echo(markdown(report))
+    click.echo("wrote " + ", ".join(str(p) for p in written), err=True)
+
+
+@cli.command()
+@click.argument("bundles", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(), default="compare", show_default=True)
+@click.option("--prompt-length", default=128, show_default=True)
+@click.option("--gen", default=32, show_default=True)
+@click.option("--runs", default=3, show_default=True)
+@click.option("--threads", default=None, type=int)
+def compare(bundles, out_dir, prompt_length, gen, runs, threads):
+    """Compare BUNDLES (or folders of bundles): size, perplexity, speed, memory, with the Pareto front."""
+    from .profiling.compare import compare as run_compare
+
+    out = run_compare(list(bundles), out_dir, prompt_length, gen, runs, threads,
+                      echo=lambda msg: click.echo(f"pocketlm: {msg}", err=True))
+    click.echo((out / "compare.md").read_text())
+    click.echo(f"wrote {out}/compare.json, compare.md, compare.png", err=True)
+
+
 # ---------------------------------------------------------------- info / doctor
 @cli.command()
 @click.argument("bundle", type=click.Path())

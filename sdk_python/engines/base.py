@@ -29,6 +29,11 @@ class Engine(ABC):
         self.max_prefill: int = runtime["max_prefill"]
         self.position = 0
 
+    @classmethod
+    def prepare(cls) -> None:  # noqa: B027  optional hook
+        """Import the runtime (once per process), so that load() measures loading the model only."""
+        return None
+
     @abstractmethod
     def load(self) -> None: ...
 

@@ -58,6 +58,10 @@ class ExecuTorchEngine(Engine):
         self._method = None
         self._program = None
 
+    @classmethod
+    def prepare(cls) -> None:
+        _import_runtime()
+
     def load(self) -> None:
         torch, Runtime = _import_runtime()
         self._torch = torch
@@ -78,6 +82,12 @@ class ExecuTorchEngine(Engine):
         )
         # The runtime may reuse its output buffer on the next call: copy the logits out.
         return out[0].numpy().reshape(-1).copy()
+
+    def write_etdump(self, path, debug_buffer_path) -> None:
+        """Write the events recorded since load (needs enable_etdump=True) for executorch.devtools.Inspector."""
+        if not self.enable_etdump:
+            raise BackendUnavailableError("this engine was loaded without enable_etdump=True")
+        self._program.write_etdump_result_to_file(str(path), str(debug_buffer_path))
 
     def close(self) -> None:
         self._method = None
