@@ -169,6 +169,62 @@ def chat(bundle, system, threads, stop, **sampling):
             _print_stats(model.last_stats)
 
 
+# ---------------------------------------------------------------- tasks
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("text", required=False)
+@click.option("-k", default=3, show_default=True, help="Suggestions to show.")
+@click.option("--threads", default=None, type=int)
+def predict(bundle, text, k, threads):
+    """Keyboard-style suggestions for TEXT: the next words (TEXT ends with a space) or completions
+    of the word being typed. Without TEXT, reads lines interactively (the cache of the unchanged
+    start is reused from one line to the next)."""
+    import pocketlm
+    from pocketlm.tasks import TextPredictor
+
+    with pocketlm.load(bundle, threads=threads) as model:
+        predictor = TextPredictor(model)
+        lines = [text] if text is not None else _input_lines("type> ")
+        for line in lines:
+            p = predictor.predict(line, k=k)
+            shown = "  ".join(f"{s.word} ({s.probability:.1%})" for s in p.suggestions) or "(no suggestion)"
+            click.echo(shown)
+            click.echo(f"[{p.reused_tokens} cached tokens reused, {p.new_tokens} run, {p.steps} search steps, "
+                       f"{p.seconds * 1e3:.0f} ms]", err=True)
+
+
+def _input_lines(prompt: str):
+    while True:
+        try:
+            yield input(prompt)
+        except EOFError:
+            return
+
+
+@cli.command(name="eval")
+@click.argument("bundle", type=click.Path())
+@click.option("--task", type=click.Choice(["predict"]), required=True, help="Task to score.")
+@click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Held-out text [default: pocketlm's own evaluation text].")
+@click.option("--max-words", default=60, show_default=True)
+@click.option("--threads", default=None, type=int)
+def evaluate(bundle, task, text_file, max_words, threads):
+    """Score BUNDLE on a task (predict: top-1/top-3 next-word accuracy and keystroke savings)."""
+    import json
+    from importlib import resources
+
+    import pocketlm
+    from pocketlm.tasks import TextPredictor, evaluate_prediction
+
+    if text_file:
+        text = open(text_file, encoding="utf-8").read()
+    else:
+        text = resources.files("pocketlm").joinpath("data/predict_eval.txt").read_text()
+    with pocketlm.load(bundle, threads=threads) as model:
+        scores = evaluate_prediction(TextPredictor(model), text, max_words=max_words)
+    click.echo(json.dumps({"bundle": str(bundle), "task": task, **scores}, indent=2))
+
+
 # ---------------------------------------------------------------- profile / compare
 def _int_list(value: str) -> list[int]:
     try:

@@ -17,6 +17,7 @@ class Engine(ABC):
     prefill(tokens) -> logits of the last token   (any number of tokens)
     decode(token)   -> logits of the next token   (one token)
     reset()         -> forget the cache (position 0)
+    rewind(n)       -> keep the first n cached tokens (prefix reuse)
     """
 
     name = "engine"
@@ -28,6 +29,7 @@ class Engine(ABC):
         self.max_context: int = runtime["max_context"]
         self.max_prefill: int = runtime["max_prefill"]
         self.position = 0
+        self.epoch = 0  # counts reset() calls: a holder of cached positions can tell its cache was dropped
 
     @classmethod
     def prepare(cls) -> None:  # noqa: B027  optional hook
@@ -60,8 +62,17 @@ class Engine(ABC):
         return logits
 
     def reset(self) -> None:
-        # The SDPA op reads the cache only up to the current position, so stale entries need no clearing.
-        self.position = 0
+        self.rewind(0)
+        self.epoch += 1
+
+    def rewind(self, position: int) -> None:
+        """Keep the first `position` cached tokens and forget the rest (their entries are overwritten later).
+
+        Valid because attention reads the cache only up to the current position.
+        """
+        if not 0 <= position <= self.position:
+            raise GenerationError(f"cannot rewind to {position}: {self.position} tokens are cached")
+        self.position = position
 
     def close(self) -> None:  # noqa: B027  optional hook: most engines free nothing explicitly
         return None
