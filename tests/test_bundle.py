@@ -106,6 +106,14 @@ def test_staged_bundle_is_atomic(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_docs_schema_is_the_packaged_schema():
-    packaged = (REPO / "sdk_python" / "schemas" / "manifest.schema.json").read_text()
-    assert json.loads((REPO / "docs" / "manifest.schema.json").read_text()) == json.loads(packaged)
+@pytest.mark.parametrize(
+    "name", ["manifest.schema.json", "benchmark-result.schema.json", "profile-report.schema.json"]
+)
+def test_docs_schemas_are_the_packaged_schemas(name):
+    packaged = (REPO / "sdk_python" / "schemas" / name).read_text()
+    assert json.loads((REPO / "docs" / name).read_text()) == json.loads(packaged)
+
+
+def test_docs_example_is_the_shared_device_vector():
+    vector = REPO / "tests" / "vectors" / "benchmark-result-android.json"
+    assert json.loads((REPO / "docs" / "benchmark-result.example.json").read_text()) == json.loads(vector.read_text())
