@@ -218,6 +218,7 @@ def summarize_etdump(inspector) -> dict:
     by_op: dict[tuple[str, bool], list] = defaultdict(lambda: [0, 0.0])
     total = delegate_total = 0.0
     delegate_count = 0
+    per_call: list[dict] = []  # each delegate piece of the program, in execution order
     for block in inspector.event_blocks:
         if block.name != "Execute":
             continue
@@ -231,6 +232,8 @@ def summarize_etdump(inspector) -> dict:
             elif name == "DELEGATE_CALL":
                 delegate_total += ms
                 delegate_count += len(event.perf_data.raw)
+                per_call.append({"index": len(per_call), "backend": event.delegate_backend_name or "",
+                                 "calls": len(event.perf_data.raw), "total_ms": round(ms, 4)})
             elif name == "OPERATOR_CALL":
                 continue  # wraps the kernel event that follows it
             else:
@@ -251,7 +254,7 @@ def summarize_etdump(inspector) -> dict:
         "available": True,
         "source": "etdump",
         "total_ms": total,
-        "delegate_calls": {"count": delegate_count, "total_ms": round(delegate_total, 3)},
+        "delegate_calls": {"count": delegate_count, "total_ms": round(delegate_total, 3), "per_call": per_call},
         "module_mapping": "not available: the bundle carries no ETRecord to map operators to modules",
         "by_op": rows,
     }

@@ -60,6 +60,11 @@ def markdown(report: dict) -> str:
         for r in ops["by_op"][:25]:
             lines.append(f"| {r['name']} | {'yes' if r['delegated'] else 'no'} | {r['calls']} | "
                          f"{r['total_ms']:.3f} | {r['share']:.1%} |")
+        per_call = sorted((ops.get("delegate_calls") or {}).get("per_call", []), key=lambda c: -c["total_ms"])
+        if per_call:
+            lines += ["", "Slowest delegate calls (index = order in the program):", "",
+                      "| delegate call | calls | total ms |", "|---|---|---|"]
+            lines += [f"| #{c['index']} {c['backend']} | {c['calls']} | {c['total_ms']:.3f} |" for c in per_call[:5]]
     else:
         lines.append(f"Not available: {ops['reason']}.")
     return "\n".join(lines) + "\n"
