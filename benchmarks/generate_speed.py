@@ -15,36 +15,23 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
-
-import numpy as np
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
+    from pocketlm.profiling.host import cpu_model
+    from pocketlm.versions import installed
 
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.platform()}, executorch {version('executorch')}"
+    et = installed(("executorch",)).get("executorch", "not installed")
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}, executorch {et}"
 
 
 def one_run(model, prompt: list[int], gen: int) -> tuple[float, float]:
-    engine = model.engine
-    engine.reset()
-    t0 = time.perf_counter()
-    logits = engine.prefill(prompt)
-    t1 = time.perf_counter()
-    for _ in range(gen):
-        logits = engine.decode(int(np.argmax(logits)))
-    t2 = time.perf_counter()
-    return len(prompt) / (t1 - t0), gen / (t2 - t1)
+    """(prefill tok/s, decode tok/s): the same timed run as `pocketlm profile`."""
+    from pocketlm.profiling.host import _timed_run
+
+    run = _timed_run(model.engine, prompt, gen + 1)  # gen tokens decoded after the first
+    return run["prompt_tokens"] / (run["prefill_ms"] / 1e3), run["decode_tokens"] / (run["decode_ms"] / 1e3)
 
 
 def summarize(xs: list[float]) -> str:

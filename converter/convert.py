@@ -21,6 +21,7 @@ import pocketlm
 from pocketlm.bundle import Bundle, seal_manifest, staged_bundle
 from pocketlm.engines import open_engine
 from pocketlm.errors import RecipeError
+from pocketlm.versions import installed
 
 from . import parity
 from .backends import get_backend
@@ -134,7 +135,7 @@ def convert(
                 "max_prefill": max_prefill,
                 "methods": backend.method_signature(decoder),
                 "constant_methods": metadata,
-                "versions": _versions(),
+                "versions": installed(("executorch", "torch", "torchao", "transformers")),
             },
             "compression": {
                 **recipe.describe(),
@@ -173,12 +174,3 @@ def convert(
     )
     return output
 
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("executorch", "torch", "torchao", "transformers"):
-        with contextlib.suppress(PackageNotFoundError):
-            out[pkg] = version(pkg)
-    return out

@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections import defaultdict
 from importlib import resources
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from ..bundle import read_bundle
 from ..engines import engine_class, open_engine
 from ..tokenizer import Tokenizer
+from ..versions import installed
 from .results import RESULT_FORMAT, VERSION, ProfileError
 
 
@@ -73,16 +73,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def versions() -> dict:
-    out = {"pocketlm": version("pocketlm")}
-    for pkg in ("executorch", "torch", "ai-edge-litert", "coremltools"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def prompt_tokens(tokenizer: Tokenizer, length: int) -> list[int]:
@@ -167,7 +157,8 @@ def run_host(
             "cpu": platform.machine(),
             "cores": os.cpu_count() or 1,
         },
-        "runtime": {"backend": bundle.runtime["backend"], "threads": int(threads_used), "versions": versions()},
+        "runtime": {"backend": bundle.runtime["backend"], "threads": int(threads_used), "versions": installed(
+            ("pocketlm", "executorch", "torch", "ai-edge-litert", "coremltools"))},
         "bundle": {
             "name": bundle.name,
             "program_sha256": bundle.manifest["files"][bundle.runtime["program"]]["sha256"],
