@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import torch
 
+from pocketlm.sampling import log_softmax
+
 PARITY_QUESTION = "How does the water cycle work?"
 PARITY_ANSWER = (
     "Water evaporates from oceans, lakes and rivers when the sun warms them. The vapour rises, cools and "
@@ -78,8 +80,7 @@ def engine_logits(engine, tokens: list[int]) -> tuple[np.ndarray, int]:
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
-    ref_logp = ref - _logsumexp(ref)
-    cand_logp = cand - _logsumexp(cand)
+    ref_logp, cand_logp = log_softmax(ref), log_softmax(cand)
     kl = (np.exp(ref_logp) * (ref_logp - cand_logp)).sum(-1)
     return {
         "top1_agreement": round(float((ref.argmax(-1) == cand.argmax(-1)).mean()), 4),
@@ -87,7 +88,3 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "mean_kl": round(float(kl.mean()), 6),
     }
 
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    m = x.max(-1, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(-1, keepdims=True))

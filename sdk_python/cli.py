@@ -93,6 +93,16 @@ def _sampling_options(f):
     return f
 
 
+def _echo_stream(pieces) -> str:
+    """Print text pieces as they arrive; return the whole text."""
+    out = []
+    for piece in pieces:
+        out.append(piece)
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+    return "".join(out)
+
+
 def _print_stats(stats) -> None:
     click.echo(
         f"\n[{stats.prompt_tokens} prompt tokens, prefill {stats.prefill_tokens_per_second:.1f} tok/s | "
@@ -117,9 +127,7 @@ def run(bundle, prompt, as_chat, threads, stop, **sampling):
             as_chat = model.tokenizer.chat_template is not None
         pieces = (model.chat([{"role": "user", "content": prompt}], stop=stop, **sampling) if as_chat
                   else model.generate(prompt, stop=stop, **sampling))
-        for piece in pieces:
-            click.echo(piece, nl=False)
-            sys.stdout.flush()
+        _echo_stream(pieces)
         _print_stats(model.last_stats)
 
 
@@ -155,17 +163,13 @@ def chat(bundle, system, threads, stop, **sampling):
             while len(history) > keep + 1 and len(model.tokenizer.encode_chat(history)) > budget:
                 del history[keep : keep + 2]
                 click.echo("(the oldest exchange was dropped to fit the context)", err=True)
-            reply = []
             try:
-                for piece in model.chat(history, stop=stop, **sampling):
-                    reply.append(piece)
-                    click.echo(piece, nl=False)
-                    sys.stdout.flush()
+                reply = _echo_stream(model.chat(history, stop=stop, **sampling))
             except PocketLMError as e:
                 click.echo(f"error: {e}", err=True)
                 history.pop()
                 continue
-            history.append({"role": "assistant", "content": "".join(reply)})
+            history.append({"role": "assistant", "content": reply})
             _print_stats(model.last_stats)
 
 

@@ -28,6 +28,13 @@ class SamplingParams:
             raise GenerationError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis, in float64 (used for scores, perplexity and parity)."""
+    x = np.asarray(logits, dtype=np.float64)
+    m = x.max(-1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))
+
+
 class Sampler:
     def __init__(self, params: SamplingParams):
         self.params = params

@@ -95,3 +95,12 @@ def test_repetition_penalty_discourages_seen_tokens():
 def test_bad_sampling_parameters_are_refused(bad):
     with pytest.raises(GenerationError):
         SamplingParams(**bad)
+
+
+def test_log_softmax_is_normalized_and_shift_invariant():
+    from pocketlm.sampling import log_softmax
+
+    x = np.array([[1000.0, 1001.0, 999.0], [-5.0, 0.0, 5.0]], dtype=np.float32)
+    lp = log_softmax(x)
+    np.testing.assert_allclose(np.exp(lp).sum(-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(lp[0], log_softmax(x[0] - 1000.0), atol=1e-12)  # no overflow at large logits

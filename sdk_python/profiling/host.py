@@ -21,6 +21,7 @@ import numpy as np
 
 from ..bundle import read_bundle
 from ..engines import engine_class, open_engine
+from ..sampling import log_softmax
 from ..tokenizer import Tokenizer
 from ..versions import installed
 from .results import RESULT_FORMAT, VERSION, ProfileError
@@ -262,8 +263,7 @@ def measure_perplexity(bundle_path, threads: int | None = None, max_tokens: int 
         logits = engine.prefill(tokens[:1])
         nll = []
         for i in range(1, len(tokens)):
-            logp = logits.astype(np.float64) - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
-            nll.append(-logp[tokens[i]])
+            nll.append(-log_softmax(logits)[tokens[i]])
             if i < len(tokens) - 1:
                 logits = engine.decode(tokens[i])
     finally:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import GenerationError
+from ..sampling import log_softmax
 
 WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'-") | {
     chr(c) for c in range(0xC0, 0x250)  # Latin letters with diacritics
@@ -54,12 +55,6 @@ class _Candidate:
     logprob: float
     tokens: list[int] = field(default_factory=list)
     text: str = ""
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    m = x.max()
-    return x - (m + np.log(np.exp(x - m).sum()))
 
 
 class TokenTable:
@@ -184,7 +179,7 @@ class TextPredictor:
                     continue  # its log-prob bounds every word it can become: it cannot enter the top k
                 logits = self._branch_logits(base_len, base_logits, cand.tokens)
                 steps += bool(cand.tokens)
-                logp = _log_softmax(logits)
+                logp = log_softmax(logits)
                 logp[table.special & ~table.boundary] = -np.inf
                 word = cand.text.strip()
                 if cand.tokens and word and word.startswith(partial):
