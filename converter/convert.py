@@ -21,6 +21,7 @@ import pocketlm
 from pocketlm.bundle import Bundle, seal_manifest, staged_bundle
 from pocketlm.engines import open_engine
 from pocketlm.errors import RecipeError
+from pocketlm.tasks.presets import check_languages, default_presets
 from pocketlm.versions import installed
 
 from . import parity
@@ -64,11 +65,13 @@ def convert(
     parity_tokens: int = 64,
     force: bool = False,
     allow_skip: bool = False,
+    languages: list[str] | None = None,
     console: Console | None = None,
 ) -> Path:
     console = console or Console(stderr=True)
     started = time.perf_counter()
     recipe = build_recipe(quant, group_size, embedding)  # bad options fail before any heavy work
+    check_languages(languages)
     backend = get_backend(target, delegate)
     if max_context < 2:
         raise RecipeError(f"--max-context must be at least 2, got {max_context}")
@@ -142,6 +145,8 @@ def convert(
                 "quantized_layers": quant_result.quantized,
                 "skipped_layers": quant_result.skipped,
             },
+            # Prompts, stop strings, sampling and rules per task, read by the SDK and the apps alike.
+            "tasks": default_presets(loaded.family.name, bool(tok.get("chat_template")), languages, int(n_params)),
         }
 
         with stage("check the lowered model against the eager model"):

@@ -9,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[converter,profile,dev]"
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[converter,profile,eval,dev]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -33,9 +34,12 @@ def cli():
 @click.option("--parity-tokens", default=64, show_default=True, help="Tokens of real text used for the parity check.")
 @click.option("--allow-skip", is_flag=True,
               help="Keep layers the recipe cannot quantize in float (listed in the manifest).")
+@click.option("--languages", default=None,
+              help="Comma-separated language codes the model covers, for translation "
+                   "[default: its family's model card].")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 def convert(source, output, target, delegate, quant, group_size, embedding_quant, max_context, max_prefill,
-            parity_tokens, allow_skip, force):
+            parity_tokens, allow_skip, languages, force):
     """Convert SOURCE into a bundle.
 
     SOURCE is a Hugging Face model folder, a .gguf file, a named model
@@ -47,6 +51,7 @@ def convert(source, output, target, delegate, quant, group_size, embedding_quant
             source, output=output, target=target, delegate=delegate, quant=quant, group_size=group_size,
         embedding=embedding_quant, max_context=max_context, max_prefill=max_prefill,
             parity_tokens=parity_tokens, allow_skip=allow_skip, force=force,
+            languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
         )
     except KeyboardInterrupt:
         click.echo("\ninterrupted: no bundle was written", err=True)
@@ -205,28 +210,105 @@ def _input_lines(prompt: str):
             return
 
 
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("text", required=False)
+@click.option("--source", "-s", default="en", show_default=True, help="Language code of TEXT.")
+@click.option("--target", "-t", default="fr", show_default=True, help="Language code to translate into.")
+@click.option("--list-languages", is_flag=True, help="Print the languages this bundle covers and exit.")
+@click.option("--threads", default=None, type=int)
+def translate(bundle, text, source, target, list_languages, threads):
+    """Translate TEXT (or stdin) sentence by sentence with the bundle's translation preset.
+    Languages the model card does not cover are refused."""
+    import pocketlm
+    from pocketlm.tasks import Translator
+
+    with pocketlm.load(bundle, threads=threads) as model:
+        translator = Translator(model)
+        if list_languages:
+            for code, name in translator.languages.items():
+                click.echo(f"{code}\t{name}")
+            return
+        translator.check_pair(source, target)  # refuse before reading a long input
+        if text is None:
+            text = click.get_text_stream("stdin").read()
+        result = translator.translate(text, source, target)
+        click.echo(result.text)
+        click.echo(f"[{len(result.sentences)} sentences, {result.generated_tokens} tokens, {result.seconds:.1f} s]",
+                   err=True)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--ask", "question", default=None, help="Ask one question and exit (default: interactive).")
+@click.option("--knowledge", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Markdown knowledge file (## Title per passage) [default: pocketlm's self-care notes].")
+@click.option("--mode", type=click.Choice(["generate", "extractive"]), default=None,
+              help="How answers are made [default: the bundle's preset; extractive below 1B parameters].")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False), default=None,
+              help="Append a redacted JSON line per question to this file.")
+@click.option("--threads", default=None, type=int)
+def health(bundle, question, knowledge, mode, log_file, threads):
+    """The health assistant: emergency guidance for red flags, no doses or diagnoses, answers
+    grounded in a local knowledge file (with the passages used). Runs entirely on this machine."""
+    import pocketlm
+    from pocketlm.tasks import HealthAssistant
+
+    with pocketlm.load(bundle, threads=threads) as model:
+        assistant = HealthAssistant(model, knowledge=knowledge, log=log_file, mode=mode)
+        click.echo(f"[{len(assistant.knowledge.passages)} passages from {assistant.knowledge.source}; "
+                   f"answers: {assistant.mode}]", err=True)
+        for line in [question] if question is not None else _input_lines("you> "):
+            if not line.strip():
+                continue
+            answer = assistant.ask(line, on_text=lambda piece: click.echo(piece, nl=False))
+            click.echo(f"\n\n{answer.notice}")
+            if answer.passages:
+                click.echo("sources: " + "; ".join(f"{p.title} ({p.score:.1f})" for p in answer.passages), err=True)
+            rule = f" · {answer.rule}" if answer.rule else ""
+            click.echo(f"[{answer.kind}{rule} · {answer.seconds:.2f} s]", err=True)
+
+
 @cli.command(name="eval")
 @click.argument("bundle", type=click.Path())
-@click.option("--task", type=click.Choice(["predict"]), required=True, help="Task to score.")
-@click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Held-out text [default: pocketlm's own evaluation text].")
-@click.option("--max-words", default=60, show_default=True)
+@click.option("--task", type=click.Choice(["predict", "translate", "health"]), required=True, help="Task to score.")
+@click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Evaluation data [default: pocketlm's own: predict_eval.txt, translate_eval.jsonl, "
+                   "health_cases.jsonl].")
+@click.option("--max-words", default=60, show_default=True, help="predict: words scored.")
+@click.option("--per-pair", default=10, show_default=True, help="translate: sentences per language pair (0 = all).")
+@click.option("--mode", type=click.Choice(["generate", "extractive"]), default=None, help="health: answer mode.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON.")
 @click.option("--threads", default=None, type=int)
-def evaluate(bundle, task, text_file, max_words, threads):
-    """Score BUNDLE on a task (predict: top-1/top-3 next-word accuracy and keystroke savings)."""
+def evaluate(bundle, task, data_file, max_words, per_pair, mode, out_file, threads):
+    """Score BUNDLE on a task. predict: top-1/top-3 next-word accuracy and keystroke savings;
+    translate: chrF per language pair; health: behaviour, rules, retrieval, notice, identifiers in logs."""
     import json
     from importlib import resources
 
-    import pocketlm
-    from pocketlm.tasks import TextPredictor, evaluate_prediction
+    from tqdm import tqdm
 
-    if text_file:
-        text = open(text_file, encoding="utf-8").read()
-    else:
-        text = resources.files("pocketlm").joinpath("data/predict_eval.txt").read_text()
+    import pocketlm
+    from pocketlm import tasks
+
     with pocketlm.load(bundle, threads=threads) as model:
-        scores = evaluate_prediction(TextPredictor(model), text, max_words=max_words)
-    click.echo(json.dumps({"bundle": str(bundle), "task": task, **scores}, indent=2))
+        if task == "predict":
+            path = Path(data_file) if data_file else resources.files("pocketlm").joinpath("data/predict_eval.txt")
+            text = path.read_text(encoding="utf-8")
+            scores = tasks.evaluate_prediction(tasks.TextPredictor(model), text, max_words=max_words)
+        elif task == "translate":
+            translator = tasks.Translator(model)
+            pairs = tasks.load_translation_pairs(data_file)
+            with tqdm(desc="translate", unit="sentence", file=sys.stderr) as bar:
+                scores = tasks.evaluate_translation(translator, pairs, per_pair or None, progress=bar.update)
+        else:
+            assistant = tasks.HealthAssistant(model, mode=mode)
+            with tqdm(desc="health cases", unit="case", file=sys.stderr) as bar:
+                scores = tasks.evaluate_health(assistant, tasks.load_health_cases(data_file), progress=bar.update)
+    report = json.dumps({"bundle": str(bundle), "task": task, **scores}, indent=2, ensure_ascii=False)
+    click.echo(report)
+    if out_file:
+        Path(out_file).write_text(report + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- profile / compare

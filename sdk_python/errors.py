@@ -29,3 +29,7 @@ class BackendUnavailableError(PocketLMError):
 
 class GenerationError(PocketLMError):
     """A generation request that cannot be served (e.g. a prompt longer than the context)."""
+
+
+class TaskError(PocketLMError):
+    """A task request the model or bundle cannot serve (e.g. a language its model card does not cover)."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import GenerationError
 from ..sampling import log_softmax
+from .presets import task_presets
 
 WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'-") | {
     chr(c) for c in range(0xC0, 0x250)  # Latin letters with diacritics
@@ -101,14 +102,15 @@ class TextPredictor:
     The predictor owns the engine while in use: generate()/chat() on the same model reset it.
     """
 
-    def __init__(self, model, beam: int = 6, max_word_tokens: int = 4, time_budget: float = 0.25,
-                 min_ratio: float = 1e-3):
+    def __init__(self, model, beam: int | None = None, max_word_tokens: int | None = None,
+                 time_budget: float | None = None, min_ratio: float = 1e-3):
+        preset = task_presets(model.manifest)["predict"]  # defaults: beam 6, 4 tokens a word, 0.25 s
         self.model = model
         self.engine = model.engine
         self.tokenizer = model.tokenizer
-        self.beam = beam
-        self.max_word_tokens = max_word_tokens
-        self.time_budget = time_budget
+        self.beam = beam or preset["beam"]
+        self.max_word_tokens = max_word_tokens or preset["max_word_tokens"]
+        self.time_budget = time_budget if time_budget is not None else preset["time_budget_ms"] / 1000
         self.min_ratio = min_ratio  # suggestions less likely than this fraction of the best are dropped
         self.table = TokenTable(self.tokenizer)
         self._cached: list[int] = []  # tokens whose K/V are in the engine, positions 0..len-1
