@@ -41,7 +41,8 @@ def tok(tiny_model_dir):
 
 def _predictor(tok, chain, fallback):
     engine = ChainEngine(chain, fallback, tok.vocab_size)
-    return TextPredictor(SimpleNamespace(engine=engine, tokenizer=tok), time_budget=5.0), engine
+    manifest = {"model": {"family": "llama", "parameters": 1000}, "tokenizer": {"chat_template": None}}
+    return TextPredictor(SimpleNamespace(engine=engine, tokenizer=tok, manifest=manifest), time_budget=5.0), engine
 
 
 def test_words_are_assembled_from_several_tokens(tok):
