@@ -256,7 +256,8 @@ def test_extractive_answers_are_passage_sentences_in_order():
 @pytest.mark.parametrize("text, expected", [
     ("mail me at jane.doe@example.org today", "mail me at [EMAIL] today"),
     ("call +1 (555) 010-9999 or 020 7946 0958", "call [PHONE] or [PHONE]"),
-    ("born 1990-04-12, seen 12/03/2024, DOB 3rd March 1990, on July 4, 1976", "born [DATE], seen [DATE], DOB [DATE], on [DATE]"),
+    ("born 1990-04-12, seen 12/03/2024, DOB 3rd March 1990, on July 4, 1976",
+     "born [DATE], seen [DATE], DOB [DATE], on [DATE]"),
     ("MRN: 00123456 and NHS number 943 476 5919", "[RECORD] and [RECORD]"),
     ("SSN 123-45-6789", "SSN [ID]"),
     ("I live at 221 Baker Street, London NW1 6XE", "I live at [ADDRESS], London [ADDRESS]"),
