@@ -14,15 +14,17 @@ demo: setup $(BUNDLE)/manifest.json
 
 $(BUNDLE)/manifest.json:
 	$(VENV)/bin/pocketlm pull smollm2-135m
+	$(VENV)/bin/pocketlm pull gemma3-270m
 	$(VENV)/bin/pocketlm convert smollm2-135m -o $(BUNDLE) --quant 8da4w --force
 
 test: setup
-	$(VENV)/bin/ruff check sdk_python converter tests benchmarks
+	$(VENV)/bin/ruff check sdk_python converter tests benchmarks scripts
 	$(VENV)/bin/pocketlm pull smollm2-135m
+	$(VENV)/bin/pocketlm pull gemma3-270m
 	$(VENV)/bin/python -m pytest -ra
 
 lint: setup
-	$(VENV)/bin/ruff check sdk_python converter tests benchmarks
+	$(VENV)/bin/ruff check sdk_python converter tests benchmarks scripts
 
 clean:
 	rm -rf bundles .pytest_cache

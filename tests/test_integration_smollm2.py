@@ -65,3 +65,24 @@ def test_text_prediction_quality(smollm2_bundle):
         scores = evaluate_prediction(predictor, text, max_words=60)
     # measured at conversion of this recipe: top-1 0.25, top-3 0.52, keystroke savings 0.59
     assert scores["top3_accuracy"] >= 0.35 and scores["keystroke_savings"] >= 0.4, scores
+
+
+def test_health_assistant_on_the_shipped_cases(smollm2_bundle):
+    from pocketlm.tasks import HealthAssistant, Translator, evaluate_health, load_health_cases
+
+    with pocketlm.load(smollm2_bundle) as model:
+        presets = model.manifest["tasks"]
+        assert presets["health"]["answer_mode"] == "extractive"  # 135M parameters: below the 1B line
+        cases = load_health_cases()
+        scores = evaluate_health(HealthAssistant(model), cases)
+        assert scores["behaviour_accuracy"] == 1.0 and scores["retrieval_hit_rate"] == 1.0, scores
+        assert scores["identifiers_leaked"] == 0 and scores["notice_rate"] == 1.0
+        # Generated answers on the same retrieved notes run end to end; their grounding is
+        # measured, not asserted high (measured 0.5 on fp32, lower at 8da4w: why extractive is the default).
+        answers = [c for c in cases if c["expect"] == "answer"][:3]
+        generated = evaluate_health(HealthAssistant(model, mode="generate"), answers)
+        assert generated["behaviour_accuracy"] == 1.0
+        assert all(o["answer"] and o["mode"] == "generate" for o in generated["outcomes"])
+        # SmolLM2's model card: English only, so translation is refused rather than guessed.
+        with pytest.raises(pocketlm.PocketLMError, match="does not cover language 'fr'"):
+            Translator(model).translate("Good morning.", "en", "fr")

@@ -151,6 +151,7 @@ def test_translation_scores_are_chrf_per_pair():
     assert set(perfect["pairs"]) == {"en-fr", "en-de", "en-es", "en-pt"}
     assert all(v["chrf"] == 100.0 and v["sentences"] == 5 for v in perfect["pairs"].values())
     assert perfect["skipped"] == [{"pair": "en-it", "reason": "not covered"}]
+    assert all(5 < v["chrf_copy_source"] < 50 for v in perfect["pairs"].values())  # cognates, names, numbers
     poor = evaluate_translation(EchoTranslator(pairs, perfect=False), pairs, per_pair=5)
     assert poor["mean_chrf"] < 5
 
