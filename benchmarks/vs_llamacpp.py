@@ -76,9 +76,11 @@ def build_llama_cpp(version: str = LLAMA_CPP_PYTHON) -> Path:
         shutil.move(str(src), home / "src")
     say("building llama-bench and llama-quantize (CMake, native CPU flags; several minutes on 2 cores) …")
     build = home / "build"
-    subprocess.run(["cmake", "-S", home / "src", "-B", build, "-G", "Ninja" if shutil.which("ninja") else "Unix Makefiles",
-                    "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                    "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"], check=True, stdout=subprocess.DEVNULL)
+    generator = "Ninja" if shutil.which("ninja") else "Unix Makefiles"
+    options = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+               "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]
+    subprocess.run(["cmake", "-S", home / "src", "-B", build, "-G", generator, *options], check=True,
+                   stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", build, "--target", *TARGETS, "-j", str(os.cpu_count() or 2)], check=True,
                    stdout=subprocess.DEVNULL)
     return bin_dir
@@ -173,7 +175,7 @@ def bandwidth_gbs(threads: int, mb: int = 256, reps: int = 5) -> dict[str, float
             best = float("inf")
             for _ in range(reps):
                 t0 = time.perf_counter()
-                list(pool.map(lambda bd: fn(*bd), bounds))
+                list(pool.map(lambda bd, f=fn: f(*bd), bounds))
                 best = min(best, time.perf_counter() - t0)
             out[name] = moved * n * 8 / best / 1e9
     return out

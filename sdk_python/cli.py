@@ -111,8 +111,8 @@ def _echo_stream(pieces) -> str:
 def _print_stats(stats) -> None:
     click.echo(
         f"\n[{stats.prompt_tokens} prompt tokens, prefill {stats.prefill_tokens_per_second:.1f} tok/s | "
-        f"{stats.generated_tokens} generated, decode {stats.decode_tokens_per_second:.1f} tok/s | "
-        f"finish: {stats.finish_reason}]",
+        f"{stats.generated_tokens} generated, decode {stats.decode_tokens_per_second:.1f} tok/s "
+        f"({stats.sdk_overhead:.1%} outside the runtime) | finish: {stats.finish_reason}]",
         err=True,
     )
 

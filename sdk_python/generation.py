@@ -18,6 +18,7 @@ class GenerationStats:
     generated_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0  # from the first sampled token to the last
+    decode_runtime_seconds: float = 0.0  # of which inside the runtime (the rest: sampling, detokenizing, glue)
     finish_reason: str = ""  # "eos", "stop", "length" or "context"
     tokens: list[int] = field(default_factory=list)
 
@@ -30,6 +31,13 @@ class GenerationStats:
         # The first generated token comes from the prefill logits; decode runs generated_tokens - 1 steps.
         steps = max(self.generated_tokens - 1, 0)
         return steps / self.decode_seconds if self.decode_seconds and steps else 0.0
+
+    @property
+    def sdk_overhead(self) -> float:
+        """Share of decode time spent outside the runtime call (0 when the engine cannot tell)."""
+        if not self.decode_seconds or not self.decode_runtime_seconds:
+            return 0.0
+        return 1 - self.decode_runtime_seconds / self.decode_seconds
 
     @property
     def time_to_first_token(self) -> float:
@@ -100,6 +108,7 @@ def _run(engine, tokenizer, prompt_ids, max_new_tokens, sampler, stop, stats) ->
     t0 = time.perf_counter()
     logits = engine.prefill(prompt_ids)
     t1 = time.perf_counter()
+    runtime_before = engine.runtime_seconds
     stats.prefill_seconds = t1 - t0
     stats.finish_reason = "length"
     try:
@@ -131,3 +140,4 @@ def _run(engine, tokenizer, prompt_ids, max_new_tokens, sampler, stop, stats) ->
             yield tail
     finally:
         stats.decode_seconds = time.perf_counter() - t1
+        stats.decode_runtime_seconds = engine.runtime_seconds - runtime_before

@@ -30,6 +30,7 @@ class Engine(ABC):
         self.max_prefill: int = runtime["max_prefill"]
         self.position = 0
         self.epoch = 0  # counts reset() calls: a holder of cached positions can tell its cache was dropped
+        self.runtime_seconds = 0.0  # time inside the runtime's own call, summed (engines that can tell)
 
     @classmethod
     def prepare(cls) -> None:  # noqa: B027  optional hook

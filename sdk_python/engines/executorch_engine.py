@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,9 +78,10 @@ class ExecuTorchEngine(Engine):
 
     def _forward(self, tokens: Sequence[int], start: int) -> np.ndarray:
         torch = self._torch
-        out = self._method.execute(
-            [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
-        )
+        inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
+        t0 = time.perf_counter()
+        out = self._method.execute(inputs)
+        self.runtime_seconds += time.perf_counter() - t0
         # The runtime may reuse its output buffer on the next call: copy the logits out.
         return out[0].numpy().reshape(-1).copy()
 
