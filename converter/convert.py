@@ -11,6 +11,8 @@ import contextlib
 import platform
 import re
 import resource
+import signal
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,18 +31,54 @@ from .backends import get_backend
 from .recipes import apply_recipe, build_recipe
 
 
+class Interrupts:
+    """Remembers Ctrl-C even when a library swallows the KeyboardInterrupt it raised.
+
+    torch.export and the lowering run long stretches of code that catch broad exceptions; a
+    SIGINT landing there was lost and the conversion went on to write a bundle. The flag is
+    checked at every stage boundary and before the bundle is committed.
+    """
+
+    def __init__(self):
+        self.seen = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            self.seen = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+
 class Stages:
     """Prints each stage with a spinner while it runs and its wall time when done."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, interrupts: Interrupts | None = None):
         self.console = console
+        self.interrupts = interrupts or Interrupts()
         self.times: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, title: str):
+        self.interrupts.check()
         start = time.perf_counter()
         with self.console.status(f"[bold]{title}[/] …"):
             yield
+        self.interrupts.check()
         self.times[title] = elapsed = time.perf_counter() - start
         self.console.print(f"[green]✓[/] {title} [dim]({elapsed:.1f} s)[/]")
 
@@ -80,9 +118,10 @@ def convert(
     if not 1 <= max_prefill <= max_context:
         raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
     output = Path(output or default_output_name(source, backend.DELEGATE, recipe.name))
-    stage = Stages(console)
+    interrupts = Interrupts()
+    stage = Stages(console, interrupts)
 
-    with staged_bundle(output, force=force) as staging:
+    with interrupts.installed(), staged_bundle(output, force=force) as staging:
         with stage(f"load {source}"):
             from .sources import load_source, tokenizer_spec
 
@@ -170,6 +209,7 @@ def convert(
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
         }
         seal_manifest(staging, manifest)
+        interrupts.check()  # last chance: staged_bundle commits the folder when this block ends
 
     p = report_parity["vs_float"]
     console.print(
