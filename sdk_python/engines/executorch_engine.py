@@ -66,6 +66,8 @@ class ExecuTorchEngine(Engine):
     def load(self) -> None:
         torch, Runtime = _import_runtime()
         self._torch = torch
+        self._step_token = torch.zeros((1, 1), dtype=torch.long)
+        self._step_pos = torch.zeros((1,), dtype=torch.long)
         self.threads = configure_threads(self.threads)
         path = self.bundle.file(self.bundle.runtime["program"])
         try:
@@ -78,7 +80,12 @@ class ExecuTorchEngine(Engine):
 
     def _forward(self, tokens: Sequence[int], start: int) -> np.ndarray:
         torch = self._torch
-        inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
+        if len(tokens) == 1:  # a decode step: refill two preallocated tensors instead of building new ones
+            self._step_token[0, 0] = tokens[0]
+            self._step_pos[0] = start
+            inputs = [self._step_token, self._step_pos]
+        else:
+            inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
         t0 = time.perf_counter()
         out = self._method.execute(inputs)
         self.runtime_seconds += time.perf_counter() - t0
