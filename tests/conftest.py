@@ -52,3 +52,32 @@ def tiny_bundle(tiny_model_dir, tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def real_bundle(tmp_path_factory):
+    """real_bundle(name, quant, max_context) -> a named real model converted once per session.
+
+    The model must be fetched already (`pocketlm pull NAME`, done by .ci/run): a test never downloads.
+    """
+    from rich.console import Console
+
+    import pocketlm
+    from pocketlm.converter import named_models
+    from pocketlm.converter.convert import convert
+
+    cache: dict[tuple, Path] = {}
+
+    def get(name: str, quant: str, max_context: int) -> Path:
+        key = (name, quant, max_context)
+        if key not in cache:
+            try:
+                named_models.resolve(name, fetch=False)
+            except pocketlm.PocketLMError as e:
+                pytest.fail(f"{e} (the test set-up in .ci/run pulls it)")
+            out = tmp_path_factory.mktemp("real") / f"{name}-xnnpack-{quant}"
+            convert(name, out, quant=quant, max_context=max_context, console=Console(stderr=True))
+            cache[key] = out
+        return cache[key]
+
+    return get

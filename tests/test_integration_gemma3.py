@@ -15,19 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def gemma3_bundle(tmp_path_factory):
-    from rich.console import Console
-
-    from pocketlm.converter import named_models
-    from pocketlm.converter.convert import convert
-
-    try:
-        named_models.resolve("gemma3-270m", fetch=False)
-    except pocketlm.PocketLMError as e:
-        pytest.fail(f"{e} (the test set-up in .ci/run pulls it)")
-    out = tmp_path_factory.mktemp("real") / "gemma3-270m-xnnpack-8da8w"
-    convert("gemma3-270m", out, quant="8da8w", max_context=512, console=Console(stderr=True))
-    return out
+def gemma3_bundle(real_bundle):
+    return real_bundle("gemma3-270m", "8da8w", 512)
 
 
 def test_few_shot_translation_scores(gemma3_bundle):

@@ -13,20 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def smollm2_bundle(tmp_path_factory):
-    from rich.console import Console
-
-    from pocketlm.converter import named_models
-    from pocketlm.converter.convert import convert
-
-    try:
-        named_models.resolve("smollm2-135m", fetch=False)
-    except pocketlm.PocketLMError as e:
-        pytest.fail(f"{e} (the test set-up in .ci/run pulls it)")
-    out = tmp_path_factory.mktemp("real") / "smollm2-135m-xnnpack-8da4w"
+def smollm2_bundle(real_bundle):
     # 1024 tokens of context keeps the test quick; the demo uses the 2048 default.
-    convert("smollm2-135m", out, quant="8da4w", max_context=1024, console=Console(stderr=True))
-    return out
+    return real_bundle("smollm2-135m", "8da4w", 1024)
 
 
 def test_greedy_chat_answers_paris(smollm2_bundle):
