@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -193,12 +192,6 @@ def bytes_per_token(bundle: Path) -> float:
 
 
 # ---------------------------------------------------------------- report
-def machine() -> str:
-    from pocketlm.profiling.host import cpu_model
-
-    return f"{cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}"
-
-
 def spread(xs: list[float]) -> str:
     return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
 
@@ -216,6 +209,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker_main(args.worker, int(args.threads))
+
+    from generate_speed import machine  # same folder: one machine description for every benchmark
 
     from pocketlm.converter import named_models
     from pocketlm.versions import installed
@@ -252,8 +247,8 @@ def main() -> None:
 
     bw = {t: bandwidth_gbs(t) for t in threads}
     lines = [
-        f"Machine: {machine()}. pocketlm {installed(('pocketlm',)).get('pocketlm', '?')}, executorch "
-        f"{installed(('executorch',)).get('executorch', '?')}; llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON}'s "
+        f"Machine: {machine()}; pocketlm {installed(('pocketlm',)).get('pocketlm', '?')}; "
+        f"llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON}'s "
         f"sources (llama-bench). SmolLM2-135M-Instruct. {args.runs} interleaved repetitions after a warm-up; "
         f"decode = {args.gen} tokens from an empty cache.",
         "",

@@ -284,17 +284,16 @@ def evaluate(bundle, task, data_file, max_words, per_pair, mode, out_file, threa
     """Score BUNDLE on a task. predict: top-1/top-3 next-word accuracy and keystroke savings;
     translate: chrF per language pair; health: behaviour, rules, retrieval, notice, identifiers in logs."""
     import json
-    from importlib import resources
 
     from tqdm import tqdm
 
     import pocketlm
     from pocketlm import tasks
+    from pocketlm.datafiles import data_text
 
     with pocketlm.load(bundle, threads=threads) as model:
         if task == "predict":
-            path = Path(data_file) if data_file else resources.files("pocketlm").joinpath("data/predict_eval.txt")
-            text = path.read_text(encoding="utf-8")
+            text = data_text("predict_eval.txt", data_file)
             scores = tasks.evaluate_prediction(tasks.TextPredictor(model), text, max_words=max_words)
         elif task == "translate":
             translator = tasks.Translator(model)

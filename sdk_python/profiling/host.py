@@ -14,12 +14,12 @@ import socket
 import tempfile
 import time
 from collections import defaultdict
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import read_bundle
+from ..datafiles import data_text
 from ..engines import engine_class, open_engine
 from ..sampling import log_softmax
 from ..tokenizer import Tokenizer
@@ -78,7 +78,7 @@ def cpu_model() -> str:
 
 def prompt_tokens(tokenizer: Tokenizer, length: int) -> list[int]:
     """`length` tokens of real English text (repeated if the text is shorter)."""
-    text = resources.files("pocketlm").joinpath("data/profile_prompt.txt").read_text()
+    text = data_text("profile_prompt.txt")
     ids = tokenizer.encode(text)
     while len(ids) < length:
         ids += tokenizer.encode(text, add_bos=False)

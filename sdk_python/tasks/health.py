@@ -21,11 +21,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import snowballstemmer
 
+from ..datafiles import data_jsonl, data_text
 from ..errors import TaskError
 from .presets import task_presets
 from .privacy import Redactor
@@ -92,10 +92,7 @@ class Knowledge:
     def load(cls, path: str | Path | None = None) -> Knowledge:
         """A knowledge file; None = the general self-care notes shipped with pocketlm."""
         if path is None:
-            return cls.from_markdown(
-                resources.files("pocketlm").joinpath("data/health_knowledge.md").read_text(encoding="utf-8"),
-                "pocketlm/data/health_knowledge.md",
-            )
+            return cls.from_markdown(data_text("health_knowledge.md"), "pocketlm/data/health_knowledge.md")
         path = Path(path)
         if not path.is_file():
             raise TaskError(f"knowledge file not found: {path}")
@@ -174,10 +171,8 @@ class HealthAssistant:
                     text = self._generate(question, passages, on_text)
                 else:
                     text = extract_answer(question, passages)
-                    if on_text:
-                        on_text(text)
                 answer = HealthAnswer("answer", text, self.preset["notice"], passages, mode=self.mode)
-        if answer.kind != "answer" and on_text:
+        if on_text and answer.mode != "generate":  # generated answers were streamed piece by piece
             on_text(answer.text)
         answer.seconds = time.perf_counter() - start
         self._write_log(question, answer)
@@ -241,11 +236,7 @@ def _log_sink(log):
 
 
 def load_health_cases(path: str | Path | None = None) -> list[dict]:
-    if path is None:
-        text = resources.files("pocketlm").joinpath("data/health_cases.jsonl").read_text(encoding="utf-8")
-    else:
-        text = Path(path).read_text(encoding="utf-8")
-    return [c for c in (json.loads(line) for line in text.splitlines() if line.strip()) if "input" in c]
+    return [c for c in data_jsonl("health_cases.jsonl", path) if "input" in c]  # the first line is "about"
 
 
 def evaluate_health(assistant: HealthAssistant, cases: list[dict], progress=None) -> dict:

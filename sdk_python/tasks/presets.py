@@ -8,9 +8,8 @@ defaults, derived here from its manifest.
 from __future__ import annotations
 
 import copy
-import json
-from importlib import resources
 
+from ..datafiles import data_json
 from ..errors import TaskError
 
 PRESETS_VERSION = 1
@@ -45,10 +44,6 @@ SENTENCE_BOUNDARY = r"(?<=[.!?])\s+(?=[^\sa-z])|(?<=[。！？])"
 ABBREVIATIONS = ["Mr.", "Mrs.", "Ms.", "Dr.", "Prof.", "St.", "No.", "vs.", "etc.", "e.g.", "i.e.", "approx."]
 
 
-def _data_json(name: str):
-    return json.loads(resources.files("pocketlm").joinpath(f"data/{name}").read_text(encoding="utf-8"))
-
-
 def check_languages(languages: list[str] | None) -> None:
     unknown = sorted(set(languages or []) - set(LANGUAGE_NAMES))
     if unknown:
@@ -60,8 +55,8 @@ def default_presets(family: str, chat: bool, languages: list[str] | None = None,
     check_languages(languages)
     languages = languages or FAMILY_LANGUAGES.get(family, ["en"])
     greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
-    examples = _data_json("translate_examples.json")["examples"]
-    rules = _data_json("health_rules.json")
+    examples = data_json("translate_examples.json")["examples"]
+    rules = data_json("health_rules.json")
     rules.pop("about", None)
     return {
         "version": PRESETS_VERSION,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from .presets import task_presets
+from ..datafiles import data_json
 
 
 class Redactor:
@@ -20,14 +20,9 @@ class Redactor:
         self.known_names: set[str] = set()
 
     @classmethod
-    def for_model(cls, model) -> Redactor:
-        return cls(task_presets(model.manifest)["health"]["redactions"])
-
-    @classmethod
     def default(cls) -> Redactor:
-        from .presets import _data_json
-
-        return cls(_data_json("health_rules.json")["redactions"])
+        """The rules pocketlm's presets ship (a bundle's own are in tasks.health.redactions)."""
+        return cls(data_json("health_rules.json")["redactions"])
 
     def redact(self, text: str) -> str:
         for label, pattern, group in self._rules:

@@ -8,13 +8,12 @@ from the presets) and line breaks are kept. Languages outside the model card's l
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from ..datafiles import data_jsonl
 from ..errors import TaskError
 from .presets import task_presets
 
@@ -116,12 +115,7 @@ def load_translation_pairs(path: str | Path | None = None) -> list[dict]:
 
     Default: pocketlm's 200 English→fr/de/es/it/pt pairs from Django's translations (BSD-3-Clause).
     """
-    if path is None:
-        text = resources.files("pocketlm").joinpath("data/translate_eval.jsonl").read_text(encoding="utf-8")
-    else:
-        text = Path(path).read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    pairs = [r for r in rows if "source" in r and "target" in r]
+    pairs = [r for r in data_jsonl("translate_eval.jsonl", path) if "source" in r and "target" in r]
     for r in pairs:
         if r["source"] not in r or r["target"] not in r:
             raise TaskError(f"translation pair without its {r['source']!r}/{r['target']!r} text: {r}")
