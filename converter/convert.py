@@ -27,8 +27,8 @@ from pocketlm.tasks.presets import check_languages, default_presets
 from pocketlm.versions import installed
 
 from . import parity
-from .backends import get_backend
-from .recipes import apply_recipe, build_recipe
+from .backends import LoweringJob, get_backend
+from .recipes import apply_recipe
 
 
 class Interrupts:
@@ -90,6 +90,38 @@ def default_output_name(source: str, delegate: str, recipe_name: str) -> str:
     return f"{stem}-{delegate}-{recipe_name}"
 
 
+def _check_prefill_lengths(backend, lengths, max_prefill: int, max_context: int) -> list[int] | None:
+    """Static-shape backends export one prefill signature per length; dynamic ones take none."""
+    if not backend.STATIC_PREFILL:  # ExecuTorch: one method with a dynamic token count up to --max-prefill
+        if lengths:
+            raise RecipeError("--prefill-lengths is for static-shape targets (tflite); "
+                              "ExecuTorch takes any prompt length up to --max-prefill")
+        return None
+    lengths = sorted(set(lengths or backend.default_prefill_lengths(max_prefill)))
+    bad = [n for n in lengths if not 2 <= n <= max_context]
+    if bad:
+        raise RecipeError(f"prefill lengths must be between 2 and --max-context ({max_context}), got {bad}")
+    return lengths
+
+
+def _check_compat(backend, target: str, compat: str | None, recipe) -> str | None:
+    """--compat names an older runtime the program must also run correctly in; only recipes
+    checked there are allowed (see docs/litert.md#tflite-runtime-214)."""
+    if compat is None:
+        return None
+    table = getattr(backend, "COMPAT", {})
+    if compat not in table:
+        known = ", ".join(table) or "none"
+        raise RecipeError(f"--compat {compat} is not available for target {target} (available: {known})")
+    entry = table[compat]
+    if recipe.name not in entry["recipes"]:
+        raise RecipeError(
+            f"recipe {recipe.name} is not checked to run correctly in {entry['runtime']}; "
+            f"with --compat {compat} use {' or '.join(entry['recipes'])}"
+        )
+    return entry["runtime"]
+
+
 def convert(
     source: str,
     output: str | Path | None = None,
@@ -100,23 +132,29 @@ def convert(
     embedding: str | None = None,
     max_context: int = 2048,
     max_prefill: int = 256,
+    prefill_lengths: list[int] | None = None,
     parity_tokens: int = 64,
     force: bool = False,
     allow_skip: bool = False,
     languages: list[str] | None = None,
+    compat: str | None = None,
     console: Console | None = None,
 ) -> Path:
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    recipe = build_recipe(quant, group_size, embedding)  # bad options fail before any heavy work
-    check_languages(languages)
     backend = get_backend(target, delegate)
+    recipe = backend.build_recipe(quant, group_size, embedding)  # bad options fail before any heavy work
+    check_languages(languages)
+    compat_runtime = _check_compat(backend, target, compat, recipe)
     if max_context < 2:
         raise RecipeError(f"--max-context must be at least 2, got {max_context}")
     if parity_tokens < 4:
         raise RecipeError(f"--parity-tokens must be at least 4, got {parity_tokens}")
+    if prefill_lengths:  # the longest exported length is the most one call takes
+        max_prefill = max(prefill_lengths)
     if not 1 <= max_prefill <= max_context:
         raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
+    prefill_lengths = _check_prefill_lengths(backend, prefill_lengths, max_prefill, max_context)
     output = Path(output or default_output_name(source, backend.DELEGATE, recipe.name))
     interrupts = Interrupts()
     stage = Stages(console, interrupts)
@@ -140,18 +178,28 @@ def convert(
             tokens = parity.parity_token_ids(hf_tokenizer, min(parity_tokens, max_context))
             float_logits = parity.eager_logits(decoder, tokens)
 
-        with stage(f"quantize ({recipe.name})"):
-            quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip)
-            quant_logits = parity.eager_logits(decoder, tokens) if recipe.linear or recipe.embedding else None
-        for s in quant_result.skipped:
-            console.print(f"[yellow]![/] left in float: {s['name']} ({s['reason']})")
+        quantized, skipped, quant_logits = [], [], None
+        if backend.EAGER_QUANT:
+            with stage(f"quantize ({recipe.name})"):
+                quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip)
+                quant_logits = parity.eager_logits(decoder, tokens) if recipe.linear or recipe.embedding else None
+            quantized, skipped = quant_result.quantized, quant_result.skipped
+            for s in skipped:
+                console.print(f"[yellow]![/] left in float: {s['name']} ({s['reason']})")
 
         tok = tokenizer_spec(hf_tokenizer, hf_model)
-        metadata = backend.runtime_metadata(decoder, max_prefill, tok["bos_token_id"], tok["eos_token_ids"])
+        job = LoweringJob(
+            decoder=decoder, hf_model=hf_model, hf_tokenizer=hf_tokenizer, out_dir=staging, recipe=recipe,
+            max_prefill=max_prefill, prefill_lengths=prefill_lengths or [], bos_id=tok["bos_token_id"],
+            eos_ids=tok["eos_token_ids"], compat=compat,
+        )
         export_start = time.perf_counter()
-        with stage(f"export and lower to {target}/{backend.DELEGATE}"):
-            lowering = backend.lower(decoder, staging, max_prefill, metadata)
+        lower_title = f"export and lower to {target}/{backend.DELEGATE}"
+        with stage(lower_title if backend.EAGER_QUANT else f"{lower_title}, quantize ({recipe.name})"):
+            lowering = backend.lower(job)
         export_seconds = time.perf_counter() - export_start
+        if not backend.EAGER_QUANT:
+            quantized = lowering.pop("quantized_layers")
 
         with stage("write tokenizer"):
             hf_tokenizer.save_pretrained(staging)
@@ -175,14 +223,14 @@ def convert(
                 "program": backend.PROGRAM_FILE,
                 "max_context": max_context,
                 "max_prefill": max_prefill,
-                "methods": backend.method_signature(decoder),
-                "constant_methods": metadata,
-                "versions": installed(("executorch", "torch", "torchao", "transformers")),
+                **backend.runtime_fields(job),
+                **({"compat": [compat_runtime]} if compat_runtime else {}),
+                "versions": installed(backend.VERSION_PACKAGES),
             },
             "compression": {
                 **recipe.describe(),
-                "quantized_layers": quant_result.quantized,
-                "skipped_layers": quant_result.skipped,
+                "quantized_layers": quantized,
+                "skipped_layers": skipped,
             },
             # Prompts, stop strings, sampling and rules per task, read by the SDK and the apps alike.
             "tasks": default_presets(loaded.family.name, bool(tok.get("chat_template")), languages, int(n_params)),

@@ -27,6 +27,10 @@ class BackendUnavailableError(PocketLMError):
     """A runtime or lowering toolchain that is not installed or cannot run here."""
 
 
+class ConversionError(PocketLMError):
+    """A lowering tool failed on a model it accepted; the message carries the tool's own words."""
+
+
 class GenerationError(PocketLMError):
     """A generation request that cannot be served (e.g. a prompt longer than the context)."""
 

@@ -1,21 +1,42 @@
 """Lowering backends: (target, delegate) -> the module that lowers a Decoder into a bundle.
 
 Each module provides `PROGRAM_FILE`, `ENGINE` (the SDK engine that runs its
-output), `check_available()` and `lower(...)`. Adding a backend is adding a
-module and a line here.
+output), `DELEGATE`, `EAGER_QUANT` (whether its recipes quantize the torch model
+before export or the lowered program after), `build_recipe(...)`,
+`check_available()`, `runtime_fields(job)` and `lower(job)`. Adding a backend is
+adding a module and a line here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 
 from pocketlm.errors import BackendUnavailableError
 
 BACKENDS: dict[tuple[str, str], str] = {
     ("executorch", "xnnpack"): "pocketlm.converter.backends.executorch_xnnpack",
+    ("tflite", "xnnpack"): "pocketlm.converter.backends.litert",
 }
 TARGETS = sorted({t for t, _ in BACKENDS})
-DEFAULT_DELEGATE = {"executorch": "xnnpack"}
+DEFAULT_DELEGATE = {"executorch": "xnnpack", "tflite": "xnnpack"}
+
+
+@dataclass
+class LoweringJob:
+    """Everything a backend needs to lower one model into a bundle folder."""
+
+    decoder: object  # pocketlm.converter.decoder.Decoder (quantized already when EAGER_QUANT)
+    hf_model: object  # the float Hugging Face model it was built from
+    hf_tokenizer: object
+    out_dir: Path
+    recipe: object
+    max_prefill: int
+    prefill_lengths: list[int]
+    bos_id: int | None
+    eos_ids: list[int]
+    compat: str | None = None  # an older runtime the program must also run in (--compat)
 
 
 def get_backend(target: str, delegate: str | None = None):

@@ -10,15 +10,20 @@ C++ runner and Android's LlmModule.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from pocketlm.errors import BackendUnavailableError
 
+from .. import recipes
+
 PROGRAM_FILE = "model.pte"
 ENGINE = "executorch"
 DELEGATE = "xnnpack"
+EAGER_QUANT = True  # torchao quantizes the torch model; the lowering keeps its quantized ops
+STATIC_PREFILL = False  # one method, token count dynamic up to max_prefill
+VERSION_PACKAGES = ("executorch", "torch", "torchao", "transformers")
+build_recipe = recipes.build_recipe
 
 
 def check_available() -> None:
@@ -46,6 +51,13 @@ def runtime_metadata(decoder, max_prefill: int, bos_id: int | None, eos_ids: lis
     }
 
 
+def runtime_fields(job) -> dict:
+    return {
+        "methods": method_signature(job.decoder),
+        "constant_methods": runtime_metadata(job.decoder, job.max_prefill, job.bos_id, job.eos_ids),
+    }
+
+
 def method_signature(decoder) -> dict:
     return {
         "forward": {
@@ -59,8 +71,8 @@ def method_signature(decoder) -> dict:
 
 
 @torch.no_grad()
-def lower(decoder, out_dir: Path, max_prefill: int, metadata: dict) -> dict:
-    """Export and lower `decoder` to out_dir/model.pte; returns delegation facts for the report."""
+def lower(job) -> dict:
+    """Export and lower job.decoder to job.out_dir/model.pte; returns delegation facts for the report."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
     from executorch.exir.passes import MemoryPlanningPass
@@ -68,6 +80,8 @@ def lower(decoder, out_dir: Path, max_prefill: int, metadata: dict) -> dict:
 
     from ..decoder import load_custom_ops
 
+    decoder, out_dir, max_prefill = job.decoder, job.out_dir, job.max_prefill
+    metadata = runtime_metadata(decoder, max_prefill, job.bos_id, job.eos_ids)
     load_custom_ops()
     decoder.eval()
     decoder.reset_cache()
