@@ -22,24 +22,32 @@ def cli():
 @cli.command()
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(), help="Bundle folder to write (default: derived from the source).")
-@click.option("--target", default="executorch", show_default=True, help="Runtime to lower to.")
+@click.option("--target", default="executorch", show_default=True, help="Runtime to lower to: executorch or tflite.")
 @click.option("--delegate", default=None, help="Backend delegate (executorch: xnnpack).")
 @click.option("--quant", default="8da4w", show_default=True,
-              help="Linear layers: fp32, 8da4w, 8da8w or int8 (weight-only).")
-@click.option("--group-size", default=32, show_default=True, help="Group size of 4-bit weights (and int4 embeddings).")
+              help="executorch: fp32, 8da4w, 8da8w or int8 (weight-only). "
+                   "tflite: fp32, fp16, int8, int8-wo, int4 or mixed (see docs/litert.md).")
+@click.option("--group-size", default=32, show_default=True,
+              help="Group (block) size of 4-bit weights (and int4 embeddings); tflite: 32 or 64.")
 @click.option("--embedding-quant", type=click.Choice(["none", "int8", "int4"]), default=None,
               help="Embedding table quantization [default: int8 for quantized recipes, none for fp32].")
 @click.option("--max-context", default=2048, show_default=True, help="KV-cache length (prompt + answer).")
 @click.option("--max-prefill", default=256, show_default=True, help="Most prompt tokens per forward call.")
+@click.option("--prefill-lengths", default=None,
+              help="tflite: comma-separated prompt lengths to export a prefill signature for "
+                   "[default: 32 and --max-prefill].")
 @click.option("--parity-tokens", default=64, show_default=True, help="Tokens of real text used for the parity check.")
 @click.option("--allow-skip", is_flag=True,
               help="Keep layers the recipe cannot quantize in float (listed in the manifest).")
 @click.option("--languages", default=None,
               help="Comma-separated language codes the model covers, for translation "
                    "[default: its family's model card].")
+@click.option("--compat", default=None,
+              help="tflite: also run correctly in an older runtime (tflite-runtime: only the recipes "
+                   "checked in tflite-runtime 2.14 are allowed).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 def convert(source, output, target, delegate, quant, group_size, embedding_quant, max_context, max_prefill,
-            parity_tokens, allow_skip, languages, force):
+            prefill_lengths, parity_tokens, allow_skip, languages, compat, force):
     """Convert SOURCE into a bundle.
 
     SOURCE is a Hugging Face model folder, a .gguf file, a named model
@@ -50,7 +58,8 @@ def convert(source, output, target, delegate, quant, group_size, embedding_quant
         convert_fn(
             source, output=output, target=target, delegate=delegate, quant=quant, group_size=group_size,
         embedding=embedding_quant, max_context=max_context, max_prefill=max_prefill,
-            parity_tokens=parity_tokens, allow_skip=allow_skip, force=force,
+            prefill_lengths=_int_list(prefill_lengths) if prefill_lengths else None,
+            parity_tokens=parity_tokens, allow_skip=allow_skip, force=force, compat=compat,
             languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
         )
     except KeyboardInterrupt:

@@ -47,6 +47,23 @@ def _xnnpack_lowering() -> str:
     return "exporter and XNNPACK partitioner import"
 
 
+def _litert_runtime() -> str:
+    from .engines.litert_engine import _import_runtime
+
+    _import_runtime()
+    return f"ai-edge-litert {version('ai-edge-litert')} imports"
+
+
+def _litert_lowering() -> str:
+    from pocketlm.converter.backends import get_backend
+
+    backend = get_backend("tflite")
+    backend.install_tensorflow_schema_alias()
+    from litert_torch.generative.export_hf import export  # noqa: F401
+
+    return f"litert-torch {version('litert-torch')} Hugging Face exporter and ai-edge-quantizer import"
+
+
 def _custom_ops() -> str:
     from pocketlm.converter.decoder import load_custom_ops
 
@@ -80,6 +97,7 @@ def run_checks() -> list[Check]:
         _try("executorch/xnnpack (convert)", _xnnpack_lowering),
         _try("executorch/mps (convert)", _mps_delegate),
         _version_check("coremltools (Core ML)", "coremltools"),
-        _version_check("litert-torch (LiteRT)", "litert-torch"),
+        _try("litert runtime (run)", _litert_runtime),
+        _try("tflite/litert (convert)", _litert_lowering),
     ]
     return checks

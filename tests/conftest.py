@@ -56,7 +56,7 @@ def tiny_bundle(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_bundle(tmp_path_factory):
-    """real_bundle(name, quant, max_context) -> a named real model converted once per session.
+    """real_bundle(name, quant, max_context, target="executorch") -> a named real model converted once per session.
 
     The model must be fetched already (`pocketlm pull NAME`, done by .ci/run): a test never downloads.
     """
@@ -68,15 +68,15 @@ def real_bundle(tmp_path_factory):
 
     cache: dict[tuple, Path] = {}
 
-    def get(name: str, quant: str, max_context: int) -> Path:
-        key = (name, quant, max_context)
+    def get(name: str, quant: str, max_context: int, target: str = "executorch") -> Path:
+        key = (name, quant, max_context, target)
         if key not in cache:
             try:
                 named_models.resolve(name, fetch=False)
             except pocketlm.PocketLMError as e:
                 pytest.fail(f"{e} (the test set-up in .ci/run pulls it)")
-            out = tmp_path_factory.mktemp("real") / f"{name}-xnnpack-{quant}"
-            convert(name, out, quant=quant, max_context=max_context, console=Console(stderr=True))
+            out = tmp_path_factory.mktemp("real") / f"{name}-{target}-{quant}"
+            convert(name, out, target=target, quant=quant, max_context=max_context, console=Console(stderr=True))
             cache[key] = out
         return cache[key]
 

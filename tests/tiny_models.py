@@ -97,6 +97,9 @@ def make_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.normal_(0.0 if family == "gemma3" else 1.0, 0.2)
+        # Gemma's config zeroes the padding row at init; real checkpoints have none (an all-zero
+        # block is refused by the LiteRT int4 recipes, tested on its own).
+        model.get_input_embeddings().weight.normal_(0.0, 0.02)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
