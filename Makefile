@@ -21,7 +21,7 @@ test: setup
 	$(VENV)/bin/ruff check sdk_python converter tests benchmarks scripts
 	$(VENV)/bin/pocketlm pull smollm2-135m
 	$(VENV)/bin/pocketlm pull gemma3-270m
-	$(VENV)/bin/python -m pytest -ra
+	POCKETLM_TFLITE_RUNTIME_PYTHON=$(CURDIR)/.venv-tflite-runtime/bin/python $(VENV)/bin/python -m pytest -ra
 
 lint: setup
 	$(VENV)/bin/ruff check sdk_python converter tests benchmarks scripts
