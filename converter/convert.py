@@ -83,11 +83,11 @@ class Stages:
         self.console.print(f"[green]✓[/] {title} [dim]({elapsed:.1f} s)[/]")
 
 
-def default_output_name(source: str, delegate: str, recipe_name: str) -> str:
+def default_output_name(source: str, tag: str, recipe_name: str) -> str:
     stem = Path(source).name if Path(source).exists() else source.split("/")[-1]
     stem = re.sub(r"\.gguf$", "", stem, flags=re.I)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-").lower()
-    return f"{stem}-{delegate}-{recipe_name}"
+    return f"{stem}-{tag}-{recipe_name}"
 
 
 def _check_prefill_lengths(backend, lengths, max_prefill: int, max_context: int) -> list[int] | None:
@@ -127,7 +127,7 @@ def convert(
     output: str | Path | None = None,
     target: str = "executorch",
     delegate: str | None = None,
-    quant: str = "8da4w",
+    quant: str | None = None,
     group_size: int = 32,
     embedding: str | None = None,
     max_context: int = 2048,
@@ -143,7 +143,8 @@ def convert(
     console = console or Console(stderr=True)
     started = time.perf_counter()
     backend = get_backend(target, delegate)
-    recipe = backend.build_recipe(quant, group_size, embedding)  # bad options fail before any heavy work
+    # Bad options fail here, before any heavy work.
+    recipe = backend.build_recipe(quant or backend.DEFAULT_QUANT, group_size, embedding)
     check_languages(languages)
     compat_runtime = _check_compat(backend, target, compat, recipe)
     if max_context < 2:
@@ -155,7 +156,7 @@ def convert(
     if not 1 <= max_prefill <= max_context:
         raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
     prefill_lengths = _check_prefill_lengths(backend, prefill_lengths, max_prefill, max_context)
-    output = Path(output or default_output_name(source, backend.DELEGATE, recipe.name))
+    output = Path(output or default_output_name(source, backend.NAME_TAG, recipe.name))
     interrupts = Interrupts()
     stage = Stages(console, interrupts)
 

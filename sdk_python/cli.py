@@ -24,9 +24,9 @@ def cli():
 @click.option("-o", "--output", type=click.Path(), help="Bundle folder to write (default: derived from the source).")
 @click.option("--target", default="executorch", show_default=True, help="Runtime to lower to: executorch or tflite.")
 @click.option("--delegate", default=None, help="Backend delegate (executorch: xnnpack).")
-@click.option("--quant", default="8da4w", show_default=True,
-              help="executorch: fp32, 8da4w, 8da8w or int8 (weight-only). "
-                   "tflite: fp32, fp16, int8, int8-wo, int4 or mixed (see docs/litert.md).")
+@click.option("--quant", default=None,
+              help="executorch: fp32, 8da4w (default), 8da8w or int8 (weight-only). "
+                   "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md).")
 @click.option("--group-size", default=32, show_default=True,
               help="Group (block) size of 4-bit weights (and int4 embeddings); tflite: 32 or 64.")
 @click.option("--embedding-quant", type=click.Choice(["none", "int8", "int4"]), default=None,

@@ -153,12 +153,20 @@ def test_block_size_that_does_not_divide_a_width_is_refused_by_name():
         litert_recipes.check_block_size(recipe, widths)
 
 
-def test_unknown_family_is_refused(tmp_path):
-    from pocketlm.converter.families import family_for_model_type
-    from pocketlm.errors import UnsupportedModelError
+def test_cli_errors_are_one_line(capsys, tmp_path, tiny_model_dir):
+    from test_errors import assert_one_line_error, cli
 
-    with pytest.raises(UnsupportedModelError):
-        family_for_model_type("mamba")
+    folder = tmp_path / "hf"
+    shutil.copytree(tiny_model_dir("llama"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "gpt2"
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = cli(capsys, "convert", str(folder), "--target", "tflite", "-o", str(tmp_path / "a"))
+    assert_one_line_error(code, err, "model family 'gpt2' is not supported")
+    code, _, err = cli(capsys, "convert", str(tiny_model_dir("llama")), "--target", "tflite", "--quant", "int4",
+                       "--group-size", "128", "-o", str(tmp_path / "b"))
+    assert_one_line_error(code, err, "LiteRT int4 block size must be one of 32, 64, got 128")
+    assert not any((tmp_path / name).exists() for name in "ab")
 
 
 def test_executorch_options_are_refused_for_tflite_and_back(tiny_model_dir, tmp_path):
@@ -197,3 +205,12 @@ def test_all_zero_block_is_refused_before_export():
     with pytest.raises(RecipeError, match=r"all-zero 32-blocks in model.layers.0.mlp.up_proj \(1\)"):
         litert_recipes.check_no_zero_blocks(litert_recipes.build_recipe("int4", 32), {"model.layers.0.mlp.up_proj": w})
     litert_recipes.check_no_zero_blocks(litert_recipes.build_recipe("int8"), {"model.layers.0.mlp.up_proj": w})
+
+
+def test_defaults_follow_the_target():
+    from pocketlm.converter.backends import get_backend
+    from pocketlm.converter.convert import default_output_name
+
+    assert get_backend("tflite").DEFAULT_QUANT == "int8" and get_backend("executorch").DEFAULT_QUANT == "8da4w"
+    assert default_output_name("smollm2-135m", get_backend("tflite").NAME_TAG, "int8") == "smollm2-135m-litert-int8"
+    assert default_output_name("x/Model.Q4_1.gguf", "xnnpack", "8da4w-g32") == "model.q4_1-xnnpack-8da4w-g32"

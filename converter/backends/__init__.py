@@ -1,7 +1,7 @@
 """Lowering backends: (target, delegate) -> the module that lowers a Decoder into a bundle.
 
 Each module provides `PROGRAM_FILE`, `ENGINE` (the SDK engine that runs its
-output), `DELEGATE`, `EAGER_QUANT` (whether its recipes quantize the torch model
+output), `DELEGATE`, `NAME_TAG`, `DEFAULT_QUANT`, `EAGER_QUANT` (whether its recipes quantize the torch model
 before export or the lowered program after), `build_recipe(...)`,
 `check_available()`, `runtime_fields(job)` and `lower(job)`. Adding a backend is
 adding a module and a line here.

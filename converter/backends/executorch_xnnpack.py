@@ -24,6 +24,8 @@ EAGER_QUANT = True  # torchao quantizes the torch model; the lowering keeps its 
 STATIC_PREFILL = False  # one method, token count dynamic up to max_prefill
 VERSION_PACKAGES = ("executorch", "torch", "torchao", "transformers")
 build_recipe = recipes.build_recipe
+DEFAULT_QUANT = "8da4w"
+NAME_TAG = "xnnpack"  # default bundle names: <model>-xnnpack-<recipe>
 
 
 def check_available() -> None:
