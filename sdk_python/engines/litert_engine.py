@@ -13,6 +13,7 @@ beyond the current position, which the mask hides and later tokens overwrite.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import tempfile
@@ -229,6 +230,4 @@ class LiteRTEngine(Engine):
             with _native_log_captured():
                 self._runner.close()
                 self._runner = None
-                import gc
-
                 gc.collect()  # the runtime logs as it frees its accelerators: let that happen here
