@@ -23,7 +23,9 @@ from pocketlm.errors import RecipeError
 
 BLOCK_SIZES = (32, 64)
 # Ops inside a transformer block carry the block's module path in their output tensor names.
-BLOCK_REGEX = r".*DecoderLayer_[0-9]+/.*"
+_IN_BLOCK = r"DecoderLayer_[0-9]+/"
+BLOCK_REGEX = rf".*{_IN_BLOCK}.*"
+OUTSIDE_BLOCKS_REGEX = rf"^(?!.*{_IN_BLOCK}).*$"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Rule:
     bits: int  # 4, 8 or 16 (float16)
     granularity: str  # "channel" or "block<N>"
     mode: str  # "dynamic", "weight-only" or "float16"
+
+    @property
+    def block_size(self) -> int:
+        """Elements per scale for block-wise rules; 0 for per-channel / per-tensor ones."""
+        return int(self.granularity.removeprefix("block")) if self.granularity.startswith("block") else 0
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,9 @@ def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None)
 def check_block_size(recipe: LiteRTRecipe, widths: dict[str, int]) -> None:
     """Refuse, by layer name, a block size that does not divide a quantized layer's input width."""
     for rule in recipe.rules:
-        if not rule.granularity.startswith("block"):
+        block = rule.block_size
+        if not block:
             continue
-        block = int(rule.granularity.removeprefix("block"))
         bad = sorted(name for name, width in widths.items() if width % block and _rule_covers(rule, name))
         if bad:
             names = ", ".join(bad[:4]) + (" …" if len(bad) > 4 else "")
@@ -93,9 +100,9 @@ def check_no_zero_blocks(recipe: LiteRTRecipe, weights: dict[str, object]) -> No
     XNNPACK then refuses the program ("failed to create XNNPACK Value"). `weights` maps Hugging
     Face module names to 2-D weight tensors."""
     for rule in recipe.rules:
-        if not rule.granularity.startswith("block"):
+        block = rule.block_size
+        if not block:
             continue
-        block = int(rule.granularity.removeprefix("block"))
         bad = []
         for name, w in weights.items():
             if not _rule_covers(rule, name) or w.shape[-1] % block:
@@ -130,16 +137,16 @@ def quantizer_recipe(recipe: LiteRTRecipe) -> list:
     manager = recipe_manager.RecipeManager()
     for rule in recipe.rules:
         granularity = (
-            qtyping.QuantGranularity.CHANNELWISE
-            if rule.granularity in ("channel", "tensor")
-            else qtyping.QuantGranularity[f"BLOCKWISE_{rule.granularity.removeprefix('block')}"]
+            qtyping.QuantGranularity[f"BLOCKWISE_{rule.block_size}"]
+            if rule.block_size
+            else qtyping.QuantGranularity.CHANNELWISE
         )
         targets = {
             "all": [(".*", op.ALL_SUPPORTED)],
             "blocks": [(BLOCK_REGEX, op.FULLY_CONNECTED)],
             "embedding": [(".*", op.EMBEDDING_LOOKUP)],
             # The output head is the one fully connected layer outside the blocks.
-            "head": [(r"^(?!.*DecoderLayer_[0-9]+/).*$", op.FULLY_CONNECTED)],
+            "head": [(OUTSIDE_BLOCKS_REGEX, op.FULLY_CONNECTED)],
         }[rule.kind]
         for regex, op_name in targets:
             if rule.mode == "float16":

@@ -51,6 +51,11 @@ def read_program(path: Path) -> ProgramSummary:
     data = Path(path).read_bytes()
     model = schema.Model.GetRootAsModel(data, 0)
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+    def op_name(op) -> str:
+        code = model.OperatorCodes(op.OpcodeIndex())
+        return op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     signature_of = {}
     for i in range(model.SignatureDefsLength()):
@@ -73,20 +78,18 @@ def read_program(path: Path) -> ProgramSummary:
                 producer[op.Outputs(k)] = op
         for oi in range(graph.OperatorsLength()):
             op = graph.Operators(oi)
-            code = model.OperatorCodes(op.OpcodeIndex())
-            op_name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-            counts[op_name] += 1
-            if name != "decode" or op_name not in _WEIGHT_OPS:
+            kind_of_op = op_name(op)
+            counts[kind_of_op] += 1
+            if name != "decode" or kind_of_op not in _WEIGHT_OPS:
                 continue
-            index = op.Inputs(_WEIGHT_OPS[op_name])
+            index = op.Inputs(_WEIGHT_OPS[kind_of_op])
             source = producer.get(index)
             # Weight-only recipes store the weight quantized and dequantize it in front of the op.
-            source_code = model.OperatorCodes(source.OpcodeIndex()).BuiltinCode() if source is not None else None
-            if op_names.get(source_code) == "DEQUANTIZE":
+            if source is not None and op_name(source) == "DEQUANTIZE":
                 index = source.Inputs(0)
             tensor = graph.Tensors(index)
             out_name = graph.Tensors(op.Outputs(0)).Name().decode(errors="replace")
-            kind = "embedding" if op_name == "EMBEDDING_LOOKUP" else "blocks" if _BLOCK.match(out_name) else "head"
+            kind = "embedding" if kind_of_op == "EMBEDDING_LOOKUP" else "blocks" if _BLOCK.match(out_name) else "head"
             q = tensor.Quantization()
             block = 0
             if q is not None and q.DetailsType() == schema.QuantizationDetails.BlockwiseQuantization:
@@ -132,8 +135,4 @@ def check_applied(recipe: LiteRTRecipe, summary: ProgramSummary) -> None:
 
 
 def _matches(rule: Rule, w: Weight) -> bool:
-    if w.dtype != _EXPECTED_DTYPE[rule.bits]:
-        return False
-    if rule.granularity.startswith("block"):
-        return w.block_size == int(rule.granularity.removeprefix("block"))
-    return w.block_size == 0
+    return w.dtype == _EXPECTED_DTYPE[rule.bits] and w.block_size == rule.block_size

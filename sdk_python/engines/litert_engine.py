@@ -26,6 +26,7 @@ from ..errors import BackendUnavailableError, BundleError, GenerationError
 from .base import Engine
 
 RUNNERS = ("compiled", "interpreter")
+_MASKED = np.finfo(np.float32).min
 
 
 def _import_runtime():
@@ -171,9 +172,8 @@ class LiteRTEngine(Engine):
             raise BundleError("the LiteRT program's decode signature has no kv_cache_* inputs")
         with _native_log_captured():
             self._runner.init_cache(cache, self.bundle.manifest["model"]["shape"]["vocab_size"])
-        # Additive causal mask for every position; each call reads its rows.
         c = self.max_context
-        self._mask = np.triu(np.full((c, c), np.finfo(np.float32).min, np.float32), k=1)
+        self._key_positions = np.arange(c, dtype=np.int32)
         self._inputs = {}
         for length in [1] + self.prefill_lengths:
             self._inputs[length] = {
@@ -189,7 +189,8 @@ class LiteRTEngine(Engine):
         buf["tokens"][0, :n] = tokens
         buf["tokens"][0, n:] = tokens[-1]
         buf["input_pos"][:] = np.arange(start, start + length, dtype=np.int32)
-        buf["mask"][0, 0] = self._mask[start : start + length]
+        # Additive causal mask: query at position p sees cache entries 0..p.
+        buf["mask"][0, 0] = np.where(self._key_positions <= buf["input_pos"][:, None], 0.0, _MASKED)
         signature = "decode" if length == 1 else f"prefill_{length}"
         t0 = time.perf_counter()
         logits = self._runner.run(signature, buf)
