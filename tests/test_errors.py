@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_checks import unknown_family_folder
 
 from pocketlm.cli import main
 
@@ -101,11 +102,7 @@ def test_truncated_safetensors(capsys, tmp_path, tiny_model_dir):
 
 
 def test_unknown_family_in_a_folder(capsys, tmp_path, tiny_model_dir):
-    folder = tmp_path / "hf"
-    shutil.copytree(tiny_model_dir("llama"), folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["model_type"] = "gpt2"
-    (folder / "config.json").write_text(json.dumps(config))
+    folder = unknown_family_folder(tiny_model_dir("llama"), tmp_path / "hf")
     code, _, err = cli(capsys, "convert", str(folder), "-o", str(tmp_path / "out"))
     assert_one_line_error(code, err, "model family 'gpt2' is not supported")
 

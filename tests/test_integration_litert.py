@@ -7,6 +7,7 @@ Needs the model: `pocketlm pull smollm2-135m` (done by .ci/run).
 import json
 
 import pytest
+from shared_checks import assert_greedy_chat_answers_paris
 
 import pocketlm
 
@@ -20,11 +21,7 @@ def smollm2_tflite(real_bundle):
 
 
 def test_greedy_chat_answers_paris(smollm2_tflite):
-    with pocketlm.load(smollm2_tflite, threads=2) as model:
-        answer = "".join(model.chat([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24))
-        stats = model.last_stats
-    assert "Paris" in answer, answer
-    assert stats.prefill_tokens_per_second > 0 and stats.decode_tokens_per_second > 0
+    assert_greedy_chat_answers_paris(smollm2_tflite, threads=2)
 
 
 def test_int8_keeps_teacher_forced_agreement(smollm2_tflite):

@@ -6,6 +6,7 @@ Converted once per session. Needs the model: `pocketlm pull smollm2-135m` (done 
 import json
 
 import pytest
+from shared_checks import assert_greedy_chat_answers_paris
 
 import pocketlm
 
@@ -19,11 +20,7 @@ def smollm2_bundle(real_bundle):
 
 
 def test_greedy_chat_answers_paris(smollm2_bundle):
-    with pocketlm.load(smollm2_bundle) as model:
-        answer = "".join(model.chat([{"role": "user", "content": "What is the capital of France?"}], max_new_tokens=24))
-        stats = model.last_stats
-    assert "Paris" in answer, answer
-    assert stats.prefill_tokens_per_second > 0 and stats.decode_tokens_per_second > 0
+    assert_greedy_chat_answers_paris(smollm2_bundle)
 
 
 def test_manifest_parity_numbers_are_present_and_sane(smollm2_bundle):

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import FAMILIES, TINY_CONTEXT
+from shared_checks import hf_logits, unknown_family_folder
 
 import pocketlm
 from pocketlm.bundle import read_bundle, seal_manifest
@@ -23,13 +24,6 @@ TOKENS = list(np.random.default_rng(1).integers(3, 384, size=44))
 SPLIT = 2 * max(LENGTHS) + 5  # prefill = two full chunks and a padded one, then decode
 
 
-def _hf_logits(model_dir, tokens):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return hf(torch.tensor([tokens])).logits[0].numpy()
 
 
 def _engine_logits(bundle, runner=None):
@@ -55,7 +49,7 @@ def _requantized(float_bundle, quant, group_size, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fp32_program_matches_hugging_face(tiny_bundle, tiny_model_dir, family):
     bundle = tiny_bundle(family, "fp32", **TFLITE)
-    reference = _hf_logits(tiny_model_dir(family), TOKENS)[SPLIT - 1 :]
+    reference = hf_logits(tiny_model_dir(family), TOKENS)[SPLIT - 1 :]
     assert np.abs(_engine_logits(bundle) - reference).max() < 1e-3
     manifest = read_bundle(bundle).manifest
     assert manifest["runtime"]["backend"] == "litert"
@@ -156,11 +150,7 @@ def test_block_size_that_does_not_divide_a_width_is_refused_by_name():
 def test_cli_errors_are_one_line(capsys, tmp_path, tiny_model_dir):
     from test_errors import assert_one_line_error, cli
 
-    folder = tmp_path / "hf"
-    shutil.copytree(tiny_model_dir("llama"), folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["model_type"] = "gpt2"
-    (folder / "config.json").write_text(json.dumps(config))
+    folder = unknown_family_folder(tiny_model_dir("llama"), tmp_path / "hf")
     code, _, err = cli(capsys, "convert", str(folder), "--target", "tflite", "-o", str(tmp_path / "a"))
     assert_one_line_error(code, err, "model family 'gpt2' is not supported")
     code, _, err = cli(capsys, "convert", str(tiny_model_dir("llama")), "--target", "tflite", "--quant", "int4",

@@ -2,18 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 from conftest import FAMILIES, TINY_CONTEXT, TINY_PREFILL
+from shared_checks import hf_logits
 
 import pocketlm
-
-
-def _hf_logits(model_dir, tokens):
-    from transformers import AutoModelForCausalLM
-
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return hf(torch.tensor([tokens])).logits[0].numpy()
 
 
 def _bundle_logits(bundle, tokens, split):
@@ -29,7 +21,7 @@ def test_fp32_bundle_matches_hugging_face(tiny_bundle, tiny_model_dir, family):
     bundle = tiny_bundle(family, "fp32")
     tokens = list(np.random.default_rng(0).integers(3, 384, size=40))
     split = 2 * TINY_PREFILL + 3  # longer than one prefill call: exercises chunking
-    reference = _hf_logits(tiny_model_dir(family), tokens)[split - 1 :]
+    reference = hf_logits(tiny_model_dir(family), tokens)[split - 1 :]
     lowered = _bundle_logits(bundle, tokens, split)
     assert np.abs(lowered - reference).max() < 1e-3
     report = pocketlm.load(bundle).manifest["report"]["parity"]["vs_float"]
