@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[converter,litert,litert-converter,profile,eval,dev]"
+.venv/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[converter,coreml,litert,litert-converter,profile,eval,dev]"
 # The old tflite-runtime (numpy 1.x) in its own environment: tests check `--compat tflite-runtime` programs in it.
 if [ ! -x .venv-tflite-runtime/bin/python ]; then
   "$PYTHON" -m venv .venv-tflite-runtime

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import PocketLMError
+from .errors import BackendUnavailableError, PocketLMError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -22,15 +22,23 @@ def cli():
 @cli.command()
 @click.argument("source")
 @click.option("-o", "--output", type=click.Path(), help="Bundle folder to write (default: derived from the source).")
-@click.option("--target", default="executorch", show_default=True, help="Runtime to lower to: executorch or tflite.")
-@click.option("--delegate", default=None, help="Backend delegate (executorch: xnnpack).")
+@click.option("--target", default="executorch", show_default=True,
+              help="Runtime to lower to: executorch, tflite or coreml.")
+@click.option("--delegate", default=None,
+              help="Backend delegate (executorch: xnnpack (default), coreml, or mps where installed).")
 @click.option("--quant", default=None,
-              help="executorch: fp32, 8da4w (default), 8da8w or int8 (weight-only). "
-                   "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md).")
+              help="executorch: fp32, 8da4w (default), 8da8w or int8 (weight-only); with --delegate coreml: fp16. "
+                   "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md). "
+                   "coreml: fp16, int8 (default), int4-block, palettize4/6/8, prune50, prune50+palettize4 "
+                   "(see docs/coreml.md).")
 @click.option("--group-size", default=32, show_default=True,
-              help="Group (block) size of 4-bit weights (and int4 embeddings); tflite: 32 or 64.")
+              help="Group (block) size of 4-bit weights (and int4 embeddings); tflite: 32 or 64; "
+                   "coreml: int4 block size and output channels per palette.")
 @click.option("--embedding-quant", type=click.Choice(["none", "int8", "int4"]), default=None,
-              help="Embedding table quantization [default: int8 for quantized recipes, none for fp32].")
+              help="Embedding table quantization [default: int8 for quantized recipes, none for fp32; "
+                   "coreml: compressed like the other weights].")
+@click.option("--compute-units", type=click.Choice(["all", "cpu_and_ne", "cpu_and_gpu", "cpu_only"]), default=None,
+              help="coreml: where Core ML runs the model, recorded in the manifest [default: cpu_and_ne].")
 @click.option("--max-context", default=2048, show_default=True, help="KV-cache length (prompt + answer).")
 @click.option("--max-prefill", default=256, show_default=True, help="Most prompt tokens per forward call.")
 @click.option("--prefill-lengths", default=None,
@@ -46,8 +54,8 @@ def cli():
               help="tflite: also run correctly in an older runtime (tflite-runtime: only the recipes "
                    "checked in tflite-runtime 2.14 are allowed).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-def convert(source, output, target, delegate, quant, group_size, embedding_quant, max_context, max_prefill,
-            prefill_lengths, parity_tokens, allow_skip, languages, compat, force):
+def convert(source, output, target, delegate, quant, group_size, embedding_quant, compute_units, max_context,
+            max_prefill, prefill_lengths, parity_tokens, allow_skip, languages, compat, force):
     """Convert SOURCE into a bundle.
 
     SOURCE is a Hugging Face model folder, a .gguf file, a named model
@@ -60,6 +68,7 @@ def convert(source, output, target, delegate, quant, group_size, embedding_quant
         embedding=embedding_quant, max_context=max_context, max_prefill=max_prefill,
             prefill_lengths=_int_list(prefill_lengths) if prefill_lengths else None,
             parity_tokens=parity_tokens, allow_skip=allow_skip, force=force, compat=compat,
+            compute_units=compute_units,
             languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
         )
     except KeyboardInterrupt:
@@ -392,7 +401,9 @@ def compare(bundles, out_dir, prompt_length, gen, runs, threads):
 @click.argument("bundle", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest.")
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of the files.")
-def info(bundle, as_json, no_verify):
+@click.option("--weights", is_flag=True,
+              help="coreml: read the ML program and list every weight's storage (no Core ML runtime needed).")
+def info(bundle, as_json, no_verify, weights):
     """Describe BUNDLE: model, runtime, compression and its conversion report."""
     import json
 
@@ -417,17 +428,44 @@ def info(bundle, as_json, no_verify):
         ("size", f"{rep['size_bytes'] / 1e6:.1f} MB"),
         ("chat template", "yes" if m["tokenizer"]["chat_template"] else "no"),
     ]
+    if rt.get("compute_units"):
+        rows.append(("compute units", f"{rt['compute_units']}  (deployment target {rt.get('deployment_target')})"))
     for key, parity in rep["parity"].items():
         if isinstance(parity, dict):
             rows.append((f"parity {key}", f"top-1 {parity['top1_agreement']:.1%}, max |Δlogit| "
                                           f"{parity['max_abs_logit_diff']:.3g}, KL {parity['mean_kl']:.3g} "
                                           f"over {rep['parity']['tokens']} tokens"))
+    if rep["parity"].get("lowered_model_run") is False:
+        rows.append(("parity method", f"{rep['parity']['method']} — lowered model not run: {rep['parity']['why_not']}"))
+    ppl = rep.get("weights_check", {}).get("perplexity")
+    if ppl:
+        rows.append(("perplexity", f"{ppl['stored_weights']} with the stored weights vs {ppl['float']} float "
+                                   f"({ppl['delta_pct']:+.1f}%, {ppl['tokens']} tokens of {ppl['text']})"))
     rows.append(("conversion", f"export {rep['export_seconds']} s, peak RSS {rep['peak_rss_mb']:.0f} MB"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
     if not no_verify:
         click.echo(f"{'integrity':<{width}}  all {len(m['files'])} files match their sha256")
+    if weights:
+        _print_weights(b)
+
+
+def _print_weights(b) -> None:
+    if b.runtime["backend"] != "coreml":
+        raise BackendUnavailableError("--weights reads Core ML programs; this bundle's backend is "
+                                      f"{b.runtime['backend']} (its report lists the quantized layers)")
+    from .coreml_program import load_program, summarize
+
+    summary = summarize(load_program(b.file(b.runtime["program"])))
+    click.echo("")
+    click.echo(f"{'weight':<48} {'shape':<14} {'storage':<18} {'bits':>4} {'block':>5} {'lut/ch':>6} {'zeros':>6}")
+    for w in summary.weights:
+        click.echo(f"{w.name:<48} {'x'.join(map(str, w.shape)):<14} {w.storage:<18} {w.bits:>4} "
+                   f"{w.block_size or '':>5} {w.lut_group_size or '':>6} "
+                   f"{'' if w.sparsity is None else f'{w.sparsity:.0%}':>6}")
+    ops = ", ".join(f"{k} {v}" for k, v in summary.ops.items())
+    click.echo(f"\nops: {ops}")
 
 
 @cli.command()

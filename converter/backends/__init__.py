@@ -9,7 +9,7 @@ adding a module and a line here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 
@@ -18,9 +18,12 @@ from pocketlm.errors import BackendUnavailableError
 BACKENDS: dict[tuple[str, str], str] = {
     ("executorch", "xnnpack"): "pocketlm.converter.backends.executorch_xnnpack",
     ("tflite", "xnnpack"): "pocketlm.converter.backends.litert",
+    ("coreml", "mlprogram"): "pocketlm.converter.backends.coreml",
+    ("executorch", "coreml"): "pocketlm.converter.backends.executorch_coreml",
+    ("executorch", "mps"): "pocketlm.converter.backends.executorch_mps",
 }
 TARGETS = sorted({t for t, _ in BACKENDS})
-DEFAULT_DELEGATE = {"executorch": "xnnpack", "tflite": "xnnpack"}
+DEFAULT_DELEGATE = {"executorch": "xnnpack", "tflite": "xnnpack", "coreml": "mlprogram"}
 
 
 @dataclass
@@ -37,6 +40,9 @@ class LoweringJob:
     bos_id: int | None
     eos_ids: list[int]
     compat: str | None = None  # an older runtime the program must also run in (--compat)
+    compute_units: str | None = None  # Core ML: where the model is asked to run (--compute-units)
+    parity_tokens: list[int] = field(default_factory=list)  # the parity check's tokens …
+    float_logits: object = None  # … and the float model's logits on them ([tokens, vocab])
 
 
 def get_backend(target: str, delegate: str | None = None):

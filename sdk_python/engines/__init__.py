@@ -13,6 +13,7 @@ from .base import Engine
 ENGINES: dict[str, str] = {
     "executorch": "pocketlm.engines.executorch_engine:ExecuTorchEngine",
     "litert": "pocketlm.engines.litert_engine:LiteRTEngine",
+    "coreml": "pocketlm.engines.coreml_engine:CoreMLEngine",
 }
 
 

@@ -33,6 +33,12 @@ class Engine(ABC):
         self.runtime_seconds = 0.0  # time inside the runtime's own call, summed (engines that can tell)
 
     @classmethod
+    def unavailable_reason(cls, runtime: dict | None = None) -> str | None:
+        """Why this runtime cannot run a bundle with this manifest `runtime` on this machine (None: it can).
+        Core ML, for one, needs macOS."""
+        return None
+
+    @classmethod
     def prepare(cls) -> None:  # noqa: B027  optional hook
         """Import the runtime (once per process), so that load() measures loading the model only."""
         return None

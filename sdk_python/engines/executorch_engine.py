@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Sequence
 
@@ -60,10 +61,20 @@ class ExecuTorchEngine(Engine):
         self._program = None
 
     @classmethod
+    def unavailable_reason(cls, runtime: dict | None = None) -> str | None:
+        if runtime and runtime.get("delegate") == "coreml" and platform.system() != "Darwin":
+            return ("this .pte delegates to Core ML, which runs on macOS/iOS; "
+                    "this bundle can be inspected here but not run")
+        return None
+
+    @classmethod
     def prepare(cls) -> None:
         _import_runtime()
 
     def load(self) -> None:
+        reason = self.unavailable_reason(self.bundle.runtime)
+        if reason:
+            raise BackendUnavailableError(reason)
         torch, Runtime = _import_runtime()
         self._torch = torch
         self._step_token = torch.zeros((1, 1), dtype=torch.long)

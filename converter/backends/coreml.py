@@ -1,0 +1,236 @@
+"""Core ML: a stateful ML program (.mlpackage) for iOS 18 / macOS 15.
+
+The `StatefulDecoder` is traced (torch.jit.trace: coremltools' mature path, and the
+one that converts a 30-layer model in minutes where torch.export takes far longer)
+and converted with the KV cache as two `ct.StateType`s, `input_ids` [1, S] with S
+flexible up to --max-prefill and `causal_mask` [1, 1, S, E] with E flexible up to
+--max-context. The recipe's coremltools.optimize.coreml steps compress the weights.
+
+Core ML predicts only on Apple systems, so what Linux can know is established
+from the saved program itself (coreml_program.py): ops, inputs and states, and every
+weight's storage, checked against the recipe; and the accuracy of the compressed
+weights, by decompressing them from the program into the torch model and
+comparing it with the float model (teacher-forced top-1, KL, perplexity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import numpy as np
+import torch
+
+from pocketlm import coreml_program
+from pocketlm.errors import BackendUnavailableError, ConversionError, RecipeError
+
+from .. import coreml_recipes, parity
+
+PROGRAM_FILE = "model.mlpackage"
+ENGINE = "coreml"
+DELEGATE = "mlprogram"
+NAME_TAG = "coreml"
+DEFAULT_QUANT = "int8"
+EAGER_QUANT = False  # recipes compress the converted program (coremltools.optimize.coreml)
+STATIC_PREFILL = False  # flexible input sizes: one function for prefill and decode
+VERSION_PACKAGES = ("coremltools", "torch", "transformers")
+DEPLOYMENT_TARGET = "iOS18"  # stateful models need iOS 18 / macOS 15
+COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
+DEFAULT_COMPUTE_UNITS = "cpu_and_ne"
+PPL_CONTEXT = 256  # window of the accuracy check's perplexity (eager model: any length works)
+PPL_TOKENS = 2048  # of eval_en.txt: enough for a stable number, seconds on a 135M model
+build_recipe = coreml_recipes.build_recipe
+
+
+def check_available() -> None:
+    try:
+        import coremltools  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailableError(f"coremltools is not installed ({e}); install pocketlm[coreml]") from None
+
+
+def check_compute_units(units: str | None) -> str:
+    units = units or DEFAULT_COMPUTE_UNITS
+    if units not in COMPUTE_UNITS:
+        raise RecipeError(f"unknown compute units {units!r} (choose from {', '.join(COMPUTE_UNITS)})")
+    return units
+
+
+def runtime_fields(job) -> dict:
+    s = job.decoder.shape
+    return {
+        "compute_units": check_compute_units(job.compute_units),
+        "deployment_target": DEPLOYMENT_TARGET,
+        "methods": {
+            "main": {
+                "inputs": [
+                    {"name": "input_ids", "dtype": "int32", "shape": [1, "seq"]},
+                    {"name": "causal_mask", "dtype": "float16", "shape": [1, 1, "seq", "end"]},
+                ],
+                "states": [
+                    {"name": n, "dtype": "float16",
+                     "shape": [s.num_layers, 1, s.num_kv_heads, s.max_context, s.head_dim]}
+                    for n in ("key_cache", "value_cache")
+                ],
+                "outputs": [{"name": "logits", "dtype": "float16", "shape": [1, s.vocab_size]}],
+            }
+        },
+    }
+
+
+@contextlib.contextmanager
+def _quiet():
+    """coremltools prints progress bars and version warnings per pass; the converter shows its own stages."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+        warnings.simplefilter("ignore")
+        level = logging.getLogger("coremltools").level
+        logging.getLogger("coremltools").setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.getLogger("coremltools").setLevel(level)
+
+
+@torch.no_grad()
+def convert_float(job):
+    """Trace the StatefulDecoder and convert it to a float16 ML program (not saved)."""
+    import coremltools as ct
+
+    from ..stateful_decoder import StatefulDecoder, causal_mask
+
+    stateful = StatefulDecoder(job.decoder).eval()
+    example = (torch.zeros(1, 2, dtype=torch.int32), causal_mask(0, 2))
+    with _quiet():
+        traced = torch.jit.trace(stateful, example, check_trace=False)
+        seq = ct.RangeDim(1, job.max_prefill, default=1)
+        end = ct.RangeDim(1, job.decoder.shape.max_context, default=1)
+        cache = tuple(stateful.key_cache.shape)
+        model = ct.convert(
+            traced,
+            inputs=[
+                ct.TensorType("input_ids", shape=(1, seq), dtype=np.int32),
+                ct.TensorType("causal_mask", shape=(1, 1, seq, end), dtype=np.float16),
+            ],
+            outputs=[ct.TensorType("logits", dtype=np.float16)],
+            states=[
+                ct.StateType(wrapped_type=ct.TensorType(shape=cache, dtype=np.float16), name=n)
+                for n in ("key_cache", "value_cache")
+            ],
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT16,
+            skip_model_load=True,  # loading compiles with Core ML: Apple systems only
+        )
+    return model
+
+
+def compress(model, recipe):
+    """Apply the recipe's steps; the rotary tables, norms and biases stay float16 by name."""
+    prog = model._mil_program
+    with _quiet():
+        return coreml_recipes.apply_steps(
+            model, recipe,
+            excluded=coreml_program.non_weight_consts(prog),
+            embedding_consts=coreml_program.embedding_consts(prog),
+            all_weights=coreml_program.weight_consts(prog),
+        )
+
+
+def check_applied(summary, recipe) -> None:
+    """Every weight must carry what the recipe claims; a weight left float16 fails the conversion."""
+    wrong = []
+    for w in summary.weights:
+        is_embedding = "gather" in w.used_by
+        want = coreml_recipes.expected_storage(recipe, is_embedding)
+        got = (w.storage, w.bits, w.block_size, w.lut_group_size)
+        if got != want[:4] or (want[4] is not None and (w.sparsity is None or abs(w.sparsity - want[4]) > 0.02)):
+            wrong.append(f"{w.name}: stored {w.storage}/{w.bits}-bit, block {w.block_size}, lut group "
+                         f"{w.lut_group_size}, sparsity {w.sparsity} (recipe: {want})")
+    if wrong:
+        raise ConversionError(
+            f"recipe {recipe.name} was not applied to {len(wrong)} weight(s): " + "; ".join(wrong[:4])
+            + (" …" if len(wrong) > 4 else "")
+        )
+
+
+@torch.no_grad()
+def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
+    """Accuracy of the weights exactly as stored: decompressed into the eager model (float32
+    compute), compared with the float model on the parity tokens and by perplexity."""
+    from pocketlm.datafiles import data_text
+    from pocketlm.perplexity import perplexity
+
+    decoder = job.decoder
+    params = {"decoder_" + n.replace(".", "_"): p for n, p in decoder.named_parameters(remove_duplicate=False)}
+    broken = sorted(n for n, v in weights.items() if not np.isfinite(v).all())
+    if broken:  # e.g. an all-zero row quantized with a zero scale
+        raise ConversionError(f"the compressed program holds non-finite weights in {', '.join(broken[:4])}")
+    missing = sorted(set(weights) - set(params))
+    if missing:
+        raise ConversionError(f"weights in the Core ML program match no model parameter: {', '.join(missing[:4])}")
+    ids = job.hf_tokenizer(data_text("eval_en.txt"), add_special_tokens=False)["input_ids"][:PPL_TOKENS]
+    context = min(PPL_CONTEXT, decoder.shape.max_context)
+
+    def ppl():
+        return perplexity(lambda w: parity.eager_logits(decoder, w), ids, context, context // 2)
+
+    float_ppl = ppl()
+    saved = {}
+    try:
+        for name, value in weights.items():
+            p = params[name]
+            if p.shape != value.shape:
+                raise ConversionError(f"weight {name}: program shape {value.shape} != model shape {tuple(p.shape)}")
+            saved[name] = p.data.clone()
+            p.data.copy_(torch.from_numpy(value))
+        stored_logits = parity.eager_logits(decoder, job.parity_tokens)
+        stored_ppl = ppl()
+    finally:
+        for name, value in saved.items():
+            params[name].data.copy_(value)
+    check = parity.compare(job.float_logits, stored_logits)
+    return {
+        "method": "weights decompressed from the saved program into the torch model (float32 compute)",
+        "tokens": len(job.parity_tokens),
+        "vs_float": check,
+        "perplexity": {
+            "text": "eval_en.txt",
+            "float": float_ppl["perplexity"],
+            "stored_weights": stored_ppl["perplexity"],
+            "delta_pct": round(100 * (stored_ppl["perplexity"] / float_ppl["perplexity"] - 1), 2),
+            "tokens": float_ppl["tokens"],
+            "context": context,
+        },
+    }
+
+
+def lower(job) -> dict:
+    from ..decoder import load_custom_ops
+
+    load_custom_ops()
+    job.decoder.eval()
+    model = convert_float(job)
+    model = compress(model, job.recipe)
+    path = job.out_dir / PROGRAM_FILE
+    with _quiet():
+        model.save(str(path))
+    del model
+    prog = coreml_program.load_program(path)  # everything below is read back from what was written
+    summary = coreml_program.summarize(prog)
+    check_applied(summary, job.recipe)
+    check = weights_check(job, coreml_program.decompressed_weights(prog))
+    return {
+        "program": summary.as_report(),
+        "weights_check": check,
+        "quantized_layers": [module_name(job.decoder, w.name) for w in summary.weights if w.storage != "float16"],
+    }
+
+
+def module_name(decoder, const_name: str) -> str:
+    """The decoder module a program constant came from ("layers.0.mlp.down_proj")."""
+    for name, _ in decoder.named_parameters(remove_duplicate=False):
+        if "decoder_" + name.replace(".", "_") == const_name:
+            return name.removesuffix(".weight")
+    return const_name

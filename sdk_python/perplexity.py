@@ -1,0 +1,58 @@
+"""Perplexity over a long text with a sliding window, written once for any model that gives
+per-token logits (an eager torch model, or an engine through its KV cache).
+
+Windows of `context` tokens start every `stride` tokens; each token is scored once,
+in the first window that contains it after that window's first `context - stride`
+tokens of history (the first window scores all its tokens but the first). This is
+the Hugging Face "strided perplexity" procedure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import PocketLMError
+from .sampling import log_softmax
+
+
+@dataclass(frozen=True)
+class Window:
+    begin: int
+    end: int
+    first_scored: int  # positions first_scored .. end-1 are scored (predicted from the tokens before)
+
+
+def windows(n_tokens: int, context: int, stride: int) -> list[Window]:
+    if context < 2:
+        raise PocketLMError(f"perplexity context must be at least 2 tokens, got {context}")
+    if not 1 <= stride <= context:
+        raise PocketLMError(f"perplexity stride must be between 1 and the context ({context}), got {stride}")
+    if n_tokens < 2:
+        raise PocketLMError("perplexity needs a text of at least 2 tokens")
+    out, scored_to = [], 1
+    begin = 0
+    while scored_to < n_tokens:
+        end = min(begin + context, n_tokens)
+        out.append(Window(begin, end, scored_to))
+        scored_to = end
+        begin += stride
+    return out
+
+
+def perplexity(logits_fn: Callable[[Sequence[int]], np.ndarray], ids: Sequence[int], context: int,
+               stride: int) -> dict:
+    """logits_fn(window_ids) -> [len(window_ids), vocab] next-token logits for every position."""
+    nll, count = 0.0, 0
+    ids = list(ids)
+    for w in windows(len(ids), context, stride):
+        logits = np.asarray(logits_fn(ids[w.begin : w.end]), dtype=np.float64)
+        rows = logits[w.first_scored - 1 - w.begin : w.end - 1 - w.begin]
+        targets = np.asarray(ids[w.first_scored : w.end])
+        logp = log_softmax(rows)
+        nll -= float(logp[np.arange(len(targets)), targets].sum())
+        count += len(targets)
+    return {"perplexity": round(math.exp(nll / count), 4), "tokens": count, "context": context, "stride": stride}
