@@ -33,6 +33,18 @@ class WeightInfo:
     sparsity: float | None = None  # fraction of zeros stored implicitly
 
 
+    def short(self) -> str:
+        """e.g. "int4 block32", "palettized4 lut/32ch", "sparse50% palettized4 lut/32ch", "float16"."""
+        parts = []
+        if self.sparsity is not None:
+            parts.append(f"sparse{round(self.sparsity * 100)}%")
+        if "palettized" in self.storage:
+            parts.append(f"palettized{self.bits} lut/{self.lut_group_size}ch")
+        elif not self.storage.startswith("sparse"):
+            parts.append(self.storage + (f" block{self.block_size}" if self.block_size else ""))
+        return " ".join(parts)
+
+
 @dataclass
 class ProgramSummary:
     ops: dict[str, int]
@@ -52,6 +64,7 @@ class ProgramSummary:
             "outputs": self.outputs,
             "states": self.states,
             "weights": self.storage_counts(),
+            "per_weight": {w.name: w.short() for w in self.weights},
         }
 
     def weight_table(self) -> list[dict]:

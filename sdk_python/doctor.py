@@ -82,6 +82,22 @@ def _mps_delegate() -> str:
     return "available"
 
 
+def _coreml_lowering() -> str:
+    import coremltools.optimize.coreml  # noqa: F401
+    from coremltools.converters.mil.frontend.milproto.load import load  # noqa: F401
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner  # noqa: F401
+
+    return f"coremltools {version('coremltools')}: convert, compress, inspect; ExecuTorch Core ML partitioner imports"
+
+
+def _coreml_runtime() -> str:
+    from .engines.coreml_engine import CoreMLEngine
+
+    if CoreMLEngine.unavailable_reason():
+        raise RuntimeError("Core ML predicts on macOS/iOS only; Core ML bundles are converted and inspected here")
+    return "Core ML predicts here"
+
+
 def run_checks() -> list[Check]:
     checks = [
         Check("python", True, f"{platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs", True),
@@ -96,7 +112,8 @@ def run_checks() -> list[Check]:
         _try("executorch custom LLM ops", _custom_ops),
         _try("executorch/xnnpack (convert)", _xnnpack_lowering),
         _try("executorch/mps (convert)", _mps_delegate),
-        _version_check("coremltools (Core ML)", "coremltools"),
+        _try("coreml (convert)", _coreml_lowering),
+        _try("coreml runtime (run)", _coreml_runtime),
         _try("litert runtime (run)", _litert_runtime),
         _try("tflite/litert (convert)", _litert_lowering),
     ]

@@ -1,10 +1,10 @@
 """Perplexity over a long text with a sliding window, written once for any model that gives
 per-token logits (an eager torch model, or an engine through its KV cache).
 
-Windows of `context` tokens start every `stride` tokens; each token is scored once,
-in the first window that contains it after that window's first `context - stride`
-tokens of history (the first window scores all its tokens but the first). This is
-the Hugging Face "strided perplexity" procedure.
+The first window scores all its tokens but the first; each later window moves on by
+`stride` tokens and scores only those, with the `context - stride` tokens before them
+as history — every token is scored exactly once (the Hugging Face "strided
+perplexity" procedure, except that no token is scored without history).
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ def windows(n_tokens: int, context: int, stride: int) -> list[Window]:
         raise PocketLMError(f"perplexity stride must be between 1 and the context ({context}), got {stride}")
     if n_tokens < 2:
         raise PocketLMError("perplexity needs a text of at least 2 tokens")
-    out, scored_to = [], 1
-    begin = 0
-    while scored_to < n_tokens:
-        end = min(begin + context, n_tokens)
-        out.append(Window(begin, end, scored_to))
-        scored_to = end
-        begin += stride
+    # Each window scores `step` new tokens with the rest of the window as history (at least one
+    # token: a window that began at its first scored token would predict it from nothing).
+    step = min(stride, context - 1)
+    out, first = [], 1
+    while first < n_tokens:
+        end = min(context if first == 1 else first + step, n_tokens)
+        out.append(Window(max(0, end - context), end, first))
+        first = end
     return out
 
 

@@ -152,6 +152,8 @@ def test_every_recipe_compresses_every_weight(coreml_bundle, quant):
         assert max(levels) <= 2**bits and (bits == 8 or max(levels) > 8)
 
     m = b.manifest
+    per_weight = m["report"]["delegation"]["program"]["per_weight"]
+    assert len(per_weight) == 15 and len(set(per_weight.values())) == 1
     assert m["runtime"]["backend"] == "coreml" and m["runtime"]["compute_units"] == "cpu_and_ne"
     assert len(m["compression"]["quantized_layers"]) == (0 if quant == "fp16" else 15)
     check = m["report"]["weights_check"]
