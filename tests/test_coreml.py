@@ -158,6 +158,7 @@ def test_every_recipe_compresses_every_weight(coreml_bundle, quant):
     assert len(m["compression"]["quantized_layers"]) == (0 if quant == "fp16" else 15)
     check = m["report"]["weights_check"]
     assert check["vs_float"]["mean_kl"] < 0.05
+    assert check["float16_compute"]["mean_kl"] < 0.05
     assert check["perplexity"]["float"] > 1 and abs(check["perplexity"]["delta_pct"]) < 25
     if not ON_MAC:
         assert m["report"]["parity"]["lowered_model_run"] is False
@@ -219,6 +220,27 @@ def test_a_weight_left_uncompressed_fails_the_check(tiny_model_dir):
                                        all_weights=weight_consts(prog))
     with pytest.raises(ConversionError, match="not applied to 1 weight.*layers_1_mlp_down_proj"):
         coreml.check_applied(summarize(model._mil_program), recipe)
+
+
+def test_float16_overflow_fails_the_conversion(tiny_model_dir, tmp_path, monkeypatch):
+    """Core ML computes in float16: a model whose float16 logits are not finite gets no bundle."""
+    from rich.console import Console
+
+    from pocketlm.converter.backends import coreml
+    from pocketlm.converter.convert import convert
+
+    real = coreml.float16_logits
+
+    def overflowing(job):
+        logits, first = real(job)
+        logits[0, 0] = np.inf
+        return logits, first
+
+    monkeypatch.setattr(coreml, "float16_logits", overflowing)
+    with pytest.raises(ConversionError, match="float16 compute.*overflow"):
+        convert(str(tiny_model_dir("llama")), tmp_path / "b", target="coreml", quant="fp16",
+                max_context=TINY_CONTEXT, max_prefill=TINY_PREFILL, parity_tokens=16, console=Console(quiet=True))
+    assert not (tmp_path / "b").exists()
 
 
 # ---------------------------------------------------------------- ExecuTorch with the Core ML delegate

@@ -187,10 +187,15 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
             p.data.copy_(torch.from_numpy(value))
         stored_logits = parity.eager_logits(decoder, job.parity_tokens)
         stored_ppl = ppl()
+        half_logits, first = float16_logits(job)
     finally:
         for name, value in saved.items():
             params[name].data.copy_(value)
     check = parity.compare(job.float_logits, stored_logits)
+    if not np.isfinite(half_logits).all():
+        raise ConversionError(
+            "in float16 compute (how Core ML runs on Apple hardware) this model's activations overflow and its "
+            "logits are not finite; pocketlm does not write such a Core ML bundle")
     return {
         "method": "weights decompressed from the saved program into the torch model (float32 compute)",
         "tokens": len(job.parity_tokens),
@@ -203,7 +208,32 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
             "tokens": float_ppl["tokens"],
             "context": context,
         },
+        # the same stored weights through the converted graph's torch form in float16, the way
+        # the device computes (prefill half the tokens, then decode one at a time)
+        "float16_compute": parity.compare(job.float_logits[first:-1], half_logits),
     }
+
+
+@torch.no_grad()
+def float16_logits(job) -> tuple[np.ndarray, int]:
+    """Logits of the StatefulDecoder in float16 over the parity tokens (prefill the first half,
+    decode the rest): Core ML computes in float16, so an overflow shows here."""
+    import copy
+
+    from ..stateful_decoder import StatefulDecoder, causal_mask
+
+    model = StatefulDecoder(copy.deepcopy(job.decoder)).half().eval()
+    tokens = job.parity_tokens
+    split = max(1, len(tokens) // 2)
+    rows = []
+    for start in range(0, split, job.max_prefill):  # prefill in calls of at most max_prefill tokens
+        chunk = tokens[start : min(split, start + job.max_prefill)]
+        out = model(torch.tensor([chunk], dtype=torch.int32), causal_mask(start, len(chunk)).half())
+    rows.append(out[0])
+    for pos in range(split, len(tokens) - 1):
+        rows.append(model(torch.tensor([[tokens[pos]]], dtype=torch.int32), causal_mask(pos, 1).half())[0])
+    del model
+    return torch.stack(rows).float().numpy(), split - 1
 
 
 def lower(job) -> dict:
