@@ -21,8 +21,10 @@ from rich.console import Console
 
 import pocketlm
 from pocketlm.bundle import Bundle, seal_manifest, staged_bundle
+from pocketlm.datafiles import data_text
 from pocketlm.engines import engine_class, open_engine
 from pocketlm.errors import ConversionError, RecipeError
+from pocketlm.perplexity import REPORT_TOKENS, bundle_perplexity
 from pocketlm.tasks.presets import check_languages, default_presets
 from pocketlm.versions import installed
 
@@ -184,6 +186,10 @@ def convert(
             n_params = sum(p.numel() for p in hf_model.parameters())
             tokens = parity.parity_token_ids(hf_tokenizer, min(parity_tokens, max_context))
             float_logits = parity.eager_logits(decoder, tokens)
+        with stage("float perplexity (eager)"):
+            from .eager_perplexity import decoder_perplexity
+
+            float_ppl = decoder_perplexity(decoder, hf_tokenizer)
 
         quantized, skipped, quant_logits = [], [], None
         if backend.EAGER_QUANT:
@@ -199,7 +205,7 @@ def convert(
             decoder=decoder, hf_model=hf_model, hf_tokenizer=hf_tokenizer, out_dir=staging, recipe=recipe,
             max_prefill=max_prefill, prefill_lengths=prefill_lengths or [], bos_id=tok["bos_token_id"],
             eos_ids=tok["eos_token_ids"], compat=compat, compute_units=compute_units,
-            parity_tokens=tokens, float_logits=float_logits,
+            parity_tokens=tokens, float_logits=float_logits, float_perplexity=float_ppl,
         )
         export_start = time.perf_counter()
         lower_title = f"export and lower to {target}/{backend.DELEGATE}"
@@ -265,6 +271,22 @@ def convert(
                 report_parity = {"tokens": len(lowered), "vs_float": parity.compare(float_logits[first:-1], lowered)}
                 if quant_logits is not None:
                     report_parity["vs_quantized_eager"] = parity.compare(quant_logits[first:-1], lowered)
+            with stage("perplexity through the bundle"):
+                lowered_ppl = bundle_perplexity(Bundle(staging, manifest), data_text(float_ppl["text"]),
+                                                float_ppl["context"], float_ppl["stride"], REPORT_TOKENS)
+        report_ppl = {
+            "text": float_ppl["text"], "tokens": float_ppl["tokens"], "context": float_ppl["context"],
+            "stride": float_ppl["stride"], "float": float_ppl["perplexity"],
+        }
+        if not_here:
+            report_ppl["bundle"] = weights_check["perplexity"]["stored_weights"] if weights_check.get("perplexity") \
+                else None
+            report_ppl["measured_on"] = "the stored weights in eager torch (the runtime cannot run here)"
+        else:
+            report_ppl["bundle"] = lowered_ppl["perplexity"]
+            report_ppl["measured_on"] = "the bundle's engine"
+        if report_ppl["bundle"] is not None:
+            report_ppl["delta_pct"] = round(100 * (report_ppl["bundle"] / report_ppl["float"] - 1), 2)
 
         size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
         manifest["report"] = {
@@ -273,6 +295,7 @@ def convert(
             "export_seconds": round(export_seconds, 1),
             "conversion_seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "perplexity": report_ppl,
             "delegation": lowering,
             **({"weights_check": weights_check} if weights_check else {}),
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
@@ -281,9 +304,11 @@ def convert(
         interrupts.check()  # last chance: staged_bundle commits the folder when this block ends
 
     p = report_parity["vs_float"]
+    bundle_ppl = "not measured" if report_ppl["bundle"] is None else f"{report_ppl['bundle']:.2f}"
     console.print(
         f"[bold green]bundle[/] {output}  {size / 1e6:.1f} MB  parity vs float: top-1 {p['top1_agreement']:.0%}, "
-        f"max |Δlogit| {p['max_abs_logit_diff']:.3g}, KL {p['mean_kl']:.3g}  "
+        f"max |Δlogit| {p['max_abs_logit_diff']:.3g}, KL {p['mean_kl']:.3g}; "
+        f"perplexity {report_ppl['float']:.2f} float → {bundle_ppl}  "
         f"(export {export_seconds:.0f} s, peak RSS {manifest['report']['peak_rss_mb']:.0f} MB)"
     )
     return output

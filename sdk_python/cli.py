@@ -288,21 +288,74 @@ def health(bundle, question, knowledge, mode, log_file, threads):
 
 
 @cli.command(name="eval")
-@click.argument("bundle", type=click.Path())
-@click.option("--task", type=click.Choice(["predict", "translate", "health"]), required=True, help="Task to score.")
+@click.argument("target", metavar="BUNDLE_OR_MODEL", type=str)
+@click.option("--task", type=click.Choice(["predict", "translate", "health"]), default=None, help="Task to score.")
+@click.option("--ppl", "ppl_text", default=None, metavar="FILE",
+              help="Perplexity over a text file (or eval_en.txt / calibration_en.txt, pocketlm's own English "
+                   "Wikipedia texts), with a sliding window. BUNDLE_OR_MODEL may then also be a model source "
+                   "(folder, .gguf, named model), run eagerly in float32.")
+@click.option("--context", default=256, show_default=True, help="ppl: tokens per window.")
+@click.option("--stride", default=None, type=int, help="ppl: tokens the window moves on [default: context / 2].")
+@click.option("--max-tokens", default=None, type=int, help="ppl: score only the first N tokens of the text.")
 @click.option("--data", "data_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Evaluation data [default: pocketlm's own: predict_eval.txt, translate_eval.jsonl, "
+              help="Task data [default: pocketlm's own: predict_eval.txt, translate_eval.jsonl, "
                    "health_cases.jsonl].")
 @click.option("--max-words", default=60, show_default=True, help="predict: words scored.")
 @click.option("--per-pair", default=10, show_default=True, help="translate: sentences per language pair (0 = all).")
 @click.option("--mode", type=click.Choice(["generate", "extractive"]), default=None, help="health: answer mode.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None, help="Also write the scores as JSON.")
 @click.option("--threads", default=None, type=int)
-def evaluate(bundle, task, data_file, max_words, per_pair, mode, out_file, threads):
-    """Score BUNDLE on a task. predict: top-1/top-3 next-word accuracy and keystroke savings;
-    translate: chrF per language pair; health: behaviour, rules, retrieval, notice, identifiers in logs."""
+def evaluate(target, task, ppl_text, context, stride, max_tokens, data_file, max_words, per_pair, mode, out_file,
+             threads):
+    """Score BUNDLE_OR_MODEL. --ppl: perplexity over a text. --task predict: top-1/top-3 next-word accuracy
+    and keystroke savings; translate: chrF per language pair; health: behaviour, rules, retrieval, notice,
+    identifiers in logs."""
     import json
 
+    if (task is None) == (ppl_text is None):
+        raise click.UsageError("give one of --task or --ppl")
+    if ppl_text is not None:
+        scores = _perplexity(target, ppl_text, context, stride, max_tokens, threads)
+        report = json.dumps({"target": target, "task": "perplexity", **scores}, indent=2, ensure_ascii=False)
+    else:
+        scores = _task_scores(target, task, data_file, max_words, per_pair, mode, threads)
+        report = json.dumps({"bundle": str(target), "task": task, **scores}, indent=2, ensure_ascii=False)
+    click.echo(report)
+    if out_file:
+        Path(out_file).write_text(report + "\n", encoding="utf-8")
+
+
+def _perplexity(target, ppl_text, context, stride, max_tokens, threads) -> dict:
+    import time
+
+    from tqdm import tqdm
+
+    from pocketlm.datafiles import data_text
+    from pocketlm.perplexity import DEFAULT_TEXT, bundle_perplexity
+
+    shipped = ppl_text in (DEFAULT_TEXT, "calibration_en.txt") and not Path(ppl_text).exists()
+    if not shipped and not Path(ppl_text).is_file():
+        raise click.BadParameter(f"{ppl_text} is not a file", param_hint="--ppl")
+    text = data_text(ppl_text) if shipped else data_text("", ppl_text)
+    start = time.perf_counter()
+    with tqdm(desc="perplexity", unit="tok", file=sys.stderr) as bar:
+        if (Path(target) / "manifest.json").is_file():
+            scores = bundle_perplexity(target, text, context, stride, max_tokens, threads, progress=bar.update)
+            scores["runs_on"] = "bundle"
+        else:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            scores = _converter("eager_perplexity").model_perplexity(
+                target, text, context, stride, max_tokens, progress=bar.update, echo=lambda m: click.echo(m, err=True))
+            scores["runs_on"] = "eager float32"
+    scores["text"] = ppl_text
+    scores["seconds"] = round(time.perf_counter() - start, 1)
+    return scores
+
+
+def _task_scores(bundle, task, data_file, max_words, per_pair, mode, threads) -> dict:
     from tqdm import tqdm
 
     import pocketlm
@@ -312,20 +365,15 @@ def evaluate(bundle, task, data_file, max_words, per_pair, mode, out_file, threa
     with pocketlm.load(bundle, threads=threads) as model:
         if task == "predict":
             text = data_text("predict_eval.txt", data_file)
-            scores = tasks.evaluate_prediction(tasks.TextPredictor(model), text, max_words=max_words)
-        elif task == "translate":
+            return tasks.evaluate_prediction(tasks.TextPredictor(model), text, max_words=max_words)
+        if task == "translate":
             translator = tasks.Translator(model)
             pairs = tasks.load_translation_pairs(data_file)
             with tqdm(desc="translate", unit="sentence", file=sys.stderr) as bar:
-                scores = tasks.evaluate_translation(translator, pairs, per_pair or None, progress=bar.update)
-        else:
-            assistant = tasks.HealthAssistant(model, mode=mode)
-            with tqdm(desc="health cases", unit="case", file=sys.stderr) as bar:
-                scores = tasks.evaluate_health(assistant, tasks.load_health_cases(data_file), progress=bar.update)
-    report = json.dumps({"bundle": str(bundle), "task": task, **scores}, indent=2, ensure_ascii=False)
-    click.echo(report)
-    if out_file:
-        Path(out_file).write_text(report + "\n", encoding="utf-8")
+                return tasks.evaluate_translation(translator, pairs, per_pair or None, progress=bar.update)
+        assistant = tasks.HealthAssistant(model, mode=mode)
+        with tqdm(desc="health cases", unit="case", file=sys.stderr) as bar:
+            return tasks.evaluate_health(assistant, tasks.load_health_cases(data_file), progress=bar.update)
 
 
 # ---------------------------------------------------------------- profile / compare

@@ -43,6 +43,7 @@ class LoweringJob:
     compute_units: str | None = None  # Core ML: where the model is asked to run (--compute-units)
     parity_tokens: list[int] = field(default_factory=list)  # the parity check's tokens …
     float_logits: object = None  # … and the float model's logits on them ([tokens, vocab])
+    float_perplexity: dict | None = None  # the float model's report perplexity (eager_perplexity)
 
 
 def get_backend(target: str, delegate: str | None = None):

@@ -39,8 +39,6 @@ VERSION_PACKAGES = ("coremltools", "torch", "transformers")
 DEPLOYMENT_TARGET = "iOS18"  # stateful models need iOS 18 / macOS 15
 COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 DEFAULT_COMPUTE_UNITS = "cpu_and_ne"
-PPL_CONTEXT = 256  # window of the accuracy check's perplexity (eager model: any length works)
-PPL_TOKENS = 2048  # of eval_en.txt: enough for a stable number, seconds on a 135M model
 build_recipe = coreml_recipes.build_recipe
 
 
@@ -159,8 +157,7 @@ def check_applied(summary, recipe) -> None:
 def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
     """Accuracy of the weights exactly as stored: decompressed into the eager model (float32
     compute), compared with the float model on the parity tokens and by perplexity."""
-    from pocketlm.datafiles import data_text
-    from pocketlm.perplexity import perplexity
+    from ..eager_perplexity import decoder_perplexity
 
     decoder = job.decoder
     params = {"decoder_" + n.replace(".", "_"): p for n, p in decoder.named_parameters(remove_duplicate=False)}
@@ -170,13 +167,7 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
     missing = sorted(set(weights) - set(params))
     if missing:
         raise ConversionError(f"weights in the Core ML program match no model parameter: {', '.join(missing[:4])}")
-    ids = job.hf_tokenizer(data_text("eval_en.txt"), add_special_tokens=False)["input_ids"][:PPL_TOKENS]
-    context = min(PPL_CONTEXT, decoder.shape.max_context)
-
-    def ppl():
-        return perplexity(lambda w: parity.eager_logits(decoder, w), ids, context, context // 2)
-
-    float_ppl = ppl()
+    float_ppl = job.float_perplexity or decoder_perplexity(decoder, job.hf_tokenizer)
     saved = {}
     try:
         for name, value in weights.items():
@@ -186,7 +177,7 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
             saved[name] = p.data.clone()
             p.data.copy_(torch.from_numpy(value))
         stored_logits = parity.eager_logits(decoder, job.parity_tokens)
-        stored_ppl = ppl()
+        stored_ppl = decoder_perplexity(decoder, job.hf_tokenizer)
         half_logits, first = float16_logits(job)
     finally:
         for name, value in saved.items():
@@ -201,12 +192,12 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
         "tokens": len(job.parity_tokens),
         "vs_float": check,
         "perplexity": {
-            "text": "eval_en.txt",
+            "text": float_ppl["text"],
             "float": float_ppl["perplexity"],
             "stored_weights": stored_ppl["perplexity"],
             "delta_pct": round(100 * (stored_ppl["perplexity"] / float_ppl["perplexity"] - 1), 2),
             "tokens": float_ppl["tokens"],
-            "context": context,
+            "context": float_ppl["context"],
         },
         # the same stored weights through the converted graph's torch form in float16, the way
         # the device computes (prefill half the tokens, then decode one at a time)

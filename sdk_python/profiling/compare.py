@@ -122,17 +122,14 @@ def compare(paths: list[str], out_dir: Path, prompt_length=128, gen=32, runs=3, 
     for b in bundles:
         echo(f"profiling {b} …")
         report = profile_in_subprocess(b, prompt_length, gen, runs, threads)
-        manifest = json.loads((b / MANIFEST).read_text())
-        row = row_from_report(report)
-        if manifest["report"].get("perplexity") is not None:  # a conversion that measured it wins
-            row["perplexity"] = manifest["report"]["perplexity"]
-        rows.append(row)
+        rows.append(row_from_report(report))  # every perplexity from the same measurement (profile --perplexity)
     for row, front in zip(rows, pareto(rows)):
         row["pareto"] = front
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = (f"Measured on the host, each bundle in its own process: prompt {prompt_length} tokens, "
-                f"{gen} generated, {runs} runs after 1 warm-up (medians); perplexity on pocketlm's profile text.")
+                f"{gen} generated, {runs} runs after 1 warm-up (medians); "
+                f"perplexity on pocketlm's English evaluation text (eval_en.txt).")
     (out_dir / "compare.json").write_text(json.dumps({"settings": settings, "bundles": rows}, indent=2) + "\n")
     (out_dir / "compare.md").write_text(markdown(rows, settings))
     plot(rows, out_dir / "compare.png")

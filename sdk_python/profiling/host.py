@@ -21,7 +21,6 @@ import numpy as np
 from ..bundle import read_bundle
 from ..datafiles import data_text
 from ..engines import engine_class, open_engine
-from ..sampling import log_softmax
 from ..tokenizer import Tokenizer
 from ..versions import installed
 from .results import RESULT_FORMAT, VERSION, ProfileError
@@ -253,20 +252,11 @@ def summarize_etdump(inspector) -> dict:
 
 
 def measure_perplexity(bundle_path, threads: int | None = None, max_tokens: int = 512) -> dict:
-    """Perplexity of the bundle on pocketlm's profile text, teacher-forced through its engine."""
+    """Perplexity of the bundle through its engine on pocketlm's English evaluation text
+    (the first `max_tokens` tokens, the conversion report's windows)."""
+    from ..perplexity import DEFAULT_TEXT, bundle_perplexity, report_settings
+
     bundle = read_bundle(bundle_path, verify=False)
-    tokenizer = Tokenizer.from_bundle(bundle)
-    n = min(max_tokens, bundle.runtime["max_context"])
-    tokens = prompt_tokens(tokenizer, n)
-    engine = open_engine(bundle, threads=threads)
-    try:
-        logits = engine.prefill(tokens[:1])
-        nll = []
-        for i in range(1, len(tokens)):
-            nll.append(-log_softmax(logits)[tokens[i]])
-            if i < len(tokens) - 1:
-                logits = engine.decode(tokens[i])
-    finally:
-        engine.close()
-    return {"perplexity": round(float(np.exp(np.mean(nll))), 4), "tokens": len(nll),
-            "text": "pocketlm/data/profile_prompt.txt"}
+    context, stride = report_settings(bundle.runtime["max_context"])
+    result = bundle_perplexity(bundle, data_text(DEFAULT_TEXT), context, stride, max_tokens, threads)
+    return {"perplexity": result["perplexity"], "tokens": result["tokens"], "text": f"pocketlm/data/{DEFAULT_TEXT}"}
