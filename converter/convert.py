@@ -141,6 +141,7 @@ def convert(
     languages: list[str] | None = None,
     compat: str | None = None,
     compute_units: str | None = None,
+    kv_cache: str = "fp32",
     console: Console | None = None,
 ) -> Path:
     console = console or Console(stderr=True)
@@ -160,6 +161,10 @@ def convert(
     if not 1 <= max_prefill <= max_context:
         raise RecipeError(f"--max-prefill must be between 1 and --max-context ({max_context}), got {max_prefill}")
     prefill_lengths = _check_prefill_lengths(backend, prefill_lengths, max_prefill, max_context)
+    if kv_cache not in getattr(backend, "KV_CACHE_DTYPES", ("fp32",)):
+        known = ", ".join(getattr(backend, "KV_CACHE_DTYPES", ("fp32",)))
+        raise RecipeError(
+            f"--kv-cache {kv_cache} is not available for {target}/{backend.DELEGATE} (available: {known})")
     if compute_units is not None:
         if not hasattr(backend, "check_compute_units"):
             raise RecipeError(f"--compute-units is for the coreml target, not {target}")
@@ -182,14 +187,22 @@ def convert(
             from .decoder import Decoder, load_custom_ops
 
             load_custom_ops()
-            decoder = Decoder(hf_model, max_context=max_context).eval()
+            decoder = Decoder(hf_model, max_context=max_context, kv_cache=kv_cache).eval()
+            # the float reference: float weights and a float KV cache (it shares the decoder's modules)
+            reference = decoder if kv_cache == "fp32" else Decoder(hf_model, max_context=max_context).eval()
             n_params = sum(p.numel() for p in hf_model.parameters())
             tokens = parity.parity_token_ids(hf_tokenizer, min(parity_tokens, max_context))
-            float_logits = parity.eager_logits(decoder, tokens)
+            float_logits = parity.eager_logits(reference, tokens)
         with stage("float perplexity (eager)"):
             from .eager_perplexity import decoder_perplexity
 
-            float_ppl = decoder_perplexity(decoder, hf_tokenizer)
+            float_ppl = decoder_perplexity(reference, hf_tokenizer)
+            report_kv = {"dtype": kv_cache, "bytes": decoder.kv_cache_bytes(), "fp32_bytes": reference.kv_cache_bytes()}
+            if kv_cache != "fp32":  # its own cost: float weights with this cache, against the float reference
+                kv_ppl = decoder_perplexity(decoder, hf_tokenizer)["perplexity"]
+                report_kv["perplexity_float_weights"] = kv_ppl
+                report_kv["perplexity_cost_pct"] = round(100 * (kv_ppl / float_ppl["perplexity"] - 1), 2)
+            del reference
 
         quantized, skipped, quant_logits = [], [], None
         if backend.EAGER_QUANT:
@@ -239,6 +252,7 @@ def convert(
                 "max_context": max_context,
                 "max_prefill": max_prefill,
                 **backend.runtime_fields(job),
+                **({"kv_cache": kv_cache} if hasattr(backend, "KV_CACHE_DTYPES") else {}),
                 **({"compat": [compat_runtime]} if compat_runtime else {}),
                 "versions": installed(backend.VERSION_PACKAGES),
             },
@@ -296,6 +310,7 @@ def convert(
             "conversion_seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "perplexity": report_ppl,
+            **({"kv_cache": report_kv} if hasattr(backend, "KV_CACHE_DTYPES") else {}),
             "delegation": lowering,
             **({"weights_check": weights_check} if weights_check else {}),
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},

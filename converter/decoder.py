@@ -25,7 +25,9 @@ from .families import Family, family_for_model_type
 
 
 def load_custom_ops() -> None:
-    """Register ExecuTorch's llama:: custom ops (eager kernels + export meta functions)."""
+    """Register ExecuTorch's llama:: custom ops (eager kernels + export meta functions) and the
+    out variants of its quantized_decomposed ops (the int8 KV cache's per-token quantization)."""
+    import executorch.kernels.quantized  # noqa: F401
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
 
@@ -77,8 +79,20 @@ def rotate_half_matrix(head_dim: int) -> torch.Tensor:
     return w
 
 
+KV_CACHE_DTYPES = ("fp32", "int8")
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int8 values with one asymmetric scale and zero point per token and head (the last dim shares them):
+    the scheme of ExecuTorch's quantized KV cache and of `llama::custom_quantized_sdpa`."""
+    scales, zero_points = torch.ops.quantized_decomposed.choose_qparams_per_token_asymmetric.default(x, torch.int8)
+    q = torch.ops.quantized_decomposed.quantize_per_token(x, scales, zero_points, -128, 127, torch.int8)
+    return q, scales.to(torch.float32), zero_points.to(torch.int8)
+
+
 class Attention(nn.Module):
-    def __init__(self, hf_attn: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float):
+    def __init__(self, hf_attn: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float,
+                 kv_cache: str = "fp32"):
         super().__init__()
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
             hf_attn.q_proj,
@@ -99,8 +113,17 @@ class Attention(nn.Module):
             self.q_norm = self.k_norm = None
         self.register_buffer("rotate", rotate_half_matrix(shape.head_dim), persistent=False)
         cache_shape = (1, shape.max_context, shape.num_kv_heads, shape.head_dim)
-        self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
-        self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
+        self.kv_int8 = kv_cache == "int8"
+        if self.kv_int8:  # int8 values + a float32 scale and int8 zero point per token and kv head
+            scale_shape = cache_shape[:-1] + (1,)
+            for kind in ("k", "v"):
+                self.register_buffer(f"{kind}_cache", torch.zeros(cache_shape, dtype=torch.int8), persistent=False)
+                self.register_buffer(f"{kind}_scales", torch.ones(scale_shape), persistent=False)
+                self.register_buffer(f"{kind}_zero_points", torch.zeros(scale_shape, dtype=torch.int8),
+                                     persistent=False)
+        else:
+            self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
+            self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
 
     def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
         bsz, seqlen, _ = x.shape
@@ -112,6 +135,9 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + F.linear(q, self.rotate) * sin
         k = k * cos + F.linear(k, self.rotate) * sin
+        if self.kv_int8:
+            return self.o_proj(self._int8_attention(q, k, v, start_pos, window_mask).reshape(
+                bsz, -1, self.n_heads * self.head_dim))
         torch.ops.llama.update_cache(k, self.k_cache, start_pos)
         torch.ops.llama.update_cache(v, self.v_cache, start_pos)
         if self.window is None:
@@ -119,6 +145,22 @@ class Attention(nn.Module):
         else:
             out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, 0, window_mask, 0.0, False, self.scale)
         return self.o_proj(out.reshape(bsz, -1, self.n_heads * self.head_dim))
+
+    def _int8_attention(self, q, k, v, start_pos: int, window_mask):
+        """ExecuTorch's quantized KV-cache path: new keys/values are quantized per token and head
+        and written with update_cache; custom_quantized_sdpa reads the int8 cache directly."""
+        for kind, x in (("k", k), ("v", v)):
+            values, scales, zero_points = quantize_per_token(x)
+            torch.ops.llama.update_cache(values, getattr(self, f"{kind}_cache"), start_pos)
+            torch.ops.llama.update_cache(scales, getattr(self, f"{kind}_scales"), start_pos)
+            torch.ops.llama.update_cache(zero_points, getattr(self, f"{kind}_zero_points"), start_pos)
+        q8, q_scales, q_zero_points = quantize_per_token(q)
+        quant_args = (q_zero_points, q_scales, self.k_zero_points, self.k_scales, self.v_zero_points, self.v_scales)
+        if self.window is None:
+            return torch.ops.llama.custom_quantized_sdpa(
+                q8, self.k_cache, self.v_cache, start_pos, None, 0.0, True, self.scale, *quant_args)
+        return torch.ops.llama.custom_quantized_sdpa(
+            q8, self.k_cache, self.v_cache, 0, window_mask, 0.0, False, self.scale, *quant_args)
 
 
 def sliding_window_mask(start_pos: int, seqlen: int, max_context: int, window: int) -> torch.Tensor:
@@ -143,10 +185,11 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, hf_layer: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float):
+    def __init__(self, hf_layer: nn.Module, family: Family, shape: DecoderShape, layer_type: str, eps: float,
+                 kv_cache: str = "fp32"):
         super().__init__()
         off = family.norm_offset
-        self.self_attn = Attention(hf_layer.self_attn, family, shape, layer_type, eps)
+        self.self_attn = Attention(hf_layer.self_attn, family, shape, layer_type, eps, kv_cache)
         self.mlp = MLP(hf_layer.mlp, family)
         self.input_layernorm = RMSNorm(hf_layer.input_layernorm.weight + off, eps)
         self.post_attention_layernorm = RMSNorm(hf_layer.post_attention_layernorm.weight + off, eps)
@@ -170,8 +213,12 @@ class Decoder(nn.Module):
     With `all_logits=True` it returns [1, S, vocab] (evaluation and parity; not exported).
     """
 
-    def __init__(self, hf_model: nn.Module, max_context: int):
+    def __init__(self, hf_model: nn.Module, max_context: int, kv_cache: str = "fp32"):
         super().__init__()
+        if kv_cache not in KV_CACHE_DTYPES:
+            raise UnsupportedModelError(
+                f"unknown KV-cache type {kv_cache!r} (choose from {', '.join(KV_CACHE_DTYPES)})")
+        self.kv_cache = kv_cache
         config = hf_model.config
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.family = family_for_model_type(text_config.model_type)
@@ -203,7 +250,7 @@ class Decoder(nn.Module):
         self.embed_tokens = nn.Embedding(embed.weight.shape[0], embed.weight.shape[1], _weight=embed.weight)
         self.embed_scale = float(text_config.hidden_size) ** 0.5 if family.scaled_embeddings else None
         self.layers = nn.ModuleList(
-            Block(layer, family, self.shape, layer_types[i], eps) for i, layer in enumerate(hf_layers)
+            Block(layer, family, self.shape, layer_types[i], eps, kv_cache) for i, layer in enumerate(hf_layers)
         )
         self.norm = RMSNorm(inner.norm.weight + family.norm_offset, eps)
         self.lm_head = lm_head
@@ -245,6 +292,11 @@ class Decoder(nn.Module):
         for layer in self.layers:
             layer.self_attn.k_cache.zero_()
             layer.self_attn.v_cache.zero_()
+
+    def kv_cache_bytes(self) -> int:
+        """Bytes the KV cache takes in the program (values, and scales and zero points when int8)."""
+        return sum(b.numel() * b.element_size() for name, b in self.named_buffers()
+                   if name.rsplit(".", 1)[-1].startswith(("k_", "v_")))
 
 
 def _refuse_unsupported_features(config) -> None:

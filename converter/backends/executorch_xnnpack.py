@@ -26,6 +26,7 @@ VERSION_PACKAGES = ("executorch", "torch", "torchao", "transformers")
 build_recipe = recipes.build_recipe
 DEFAULT_QUANT = "8da4w"
 NAME_TAG = "xnnpack"  # default bundle names: <model>-xnnpack-<recipe>
+KV_CACHE_DTYPES = ("fp32", "int8")  # int8: ExecuTorch's quantized cache and custom_quantized_sdpa
 
 
 def check_available() -> None:
