@@ -61,3 +61,16 @@ def test_chat_drops_old_turns_instead_of_overflowing(tiny_bundle):
     assert proc.returncode == 0, proc.stderr
     assert "oldest exchange was dropped" in proc.stderr and "error:" not in proc.stderr
     assert proc.stderr.count("prompt tokens") == 6
+
+
+def test_cli_reference_is_current():
+    """docs/cli.md's full help is the CLI's own (regenerate: python scripts/cli_reference.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.DOC.read_text()
+    assert module.render(text) == text, "docs/cli.md is out of date: run python scripts/cli_reference.py"
