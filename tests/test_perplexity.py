@@ -74,4 +74,8 @@ def test_cli_ppl_on_a_bundle_and_on_a_model(tiny_model_dir, tiny_bundle, tmp_pat
     assert [r["runs_on"] for r in results] == ["bundle", "eager float32"]
     assert results[0]["perplexity"] == pytest.approx(results[1]["perplexity"], rel=1e-4)
     assert main(["eval", target, "--ppl", str(tmp_path / "missing.txt")]) == 2
+    (tmp_path / "empty.txt").write_text("")
+    capsys.readouterr()
+    assert main(["eval", target, "--ppl", str(tmp_path / "empty.txt")]) == 1
+    assert "the perplexity text is empty" in capsys.readouterr().err
     assert main(["eval", target]) == 2  # neither --task nor --ppl
