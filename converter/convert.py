@@ -124,6 +124,22 @@ def _check_compat(backend, target: str, compat: str | None, recipe) -> str | Non
     return entry["runtime"]
 
 
+def _report_perplexity(float_ppl: dict, lowered_ppl: dict | None, weights_check: dict | None) -> dict:
+    """report.perplexity: the float model's, and the bundle's through its engine — or, where the
+    runtime cannot run (lowered_ppl None), the stored weights' from the backend's weights check."""
+    report = {key: float_ppl[key] for key in ("text", "tokens", "context", "stride")}
+    report["float"] = float_ppl["perplexity"]
+    if lowered_ppl is not None:
+        report["bundle"], report["measured_on"] = lowered_ppl["perplexity"], "the bundle's engine"
+    else:
+        stored = (weights_check or {}).get("perplexity")
+        report["bundle"] = stored["stored_weights"] if stored else None
+        report["measured_on"] = "the stored weights in eager torch (the runtime cannot run here)"
+    if report["bundle"] is not None:
+        report["delta_pct"] = round(100 * (report["bundle"] / report["float"] - 1), 2)
+    return report
+
+
 def convert(
     source: str,
     output: str | Path | None = None,
@@ -288,19 +304,7 @@ def convert(
             with stage("perplexity through the bundle"):
                 lowered_ppl = bundle_perplexity(Bundle(staging, manifest), data_text(float_ppl["text"]),
                                                 float_ppl["context"], float_ppl["stride"], REPORT_TOKENS)
-        report_ppl = {
-            "text": float_ppl["text"], "tokens": float_ppl["tokens"], "context": float_ppl["context"],
-            "stride": float_ppl["stride"], "float": float_ppl["perplexity"],
-        }
-        if not_here:
-            report_ppl["bundle"] = weights_check["perplexity"]["stored_weights"] if weights_check.get("perplexity") \
-                else None
-            report_ppl["measured_on"] = "the stored weights in eager torch (the runtime cannot run here)"
-        else:
-            report_ppl["bundle"] = lowered_ppl["perplexity"]
-            report_ppl["measured_on"] = "the bundle's engine"
-        if report_ppl["bundle"] is not None:
-            report_ppl["delta_pct"] = round(100 * (report_ppl["bundle"] / report_ppl["float"] - 1), 2)
+        report_ppl = _report_perplexity(float_ppl, None if not_here else lowered_ppl, weights_check)
 
         size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
         manifest["report"] = {
