@@ -34,10 +34,34 @@ def causal_mask(start: int, count: int) -> torch.Tensor:
     return torch.where(k <= q, 0.0, MASK_MIN).reshape(1, 1, count, start + count)
 
 
+def fp16_safe_rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x / rms(x) * w, computed on x / max|x|, which changes nothing in exact arithmetic.
+
+    Core ML computes in float16, where x * x overflows once |x| > 256 — and SmolLM2's residual
+    stream reaches ~25,000 (a few outlier channels): the plain form turns every norm after
+    layer 11 into zeros. Scaled first, the squares are at most 1; eps scales with it.
+    """
+    s = x.abs().amax(-1, keepdim=True).clamp_min(1e-4)
+    xs = x / s
+    return xs * torch.rsqrt((xs * xs).mean(-1, keepdim=True) + norm.eps / s / s) * norm.weight
+
+
 def _rotate_half(x: torch.Tensor, half: int) -> torch.Tensor:
     # `half` is passed as a constant: a size read off the traced tensor becomes a 1-element
     # array that coremltools cannot cast to int with numpy 2.
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+_norm = fp16_safe_rms_norm
+
+
+def _residual(block, x, attn):
+    """The block's residual connections and MLP, with the fp16-safe norm (both Apple graphs)."""
+    if block.sandwich:
+        h = x + _norm(block.post_attention_layernorm, attn)
+        return h + _norm(block.post_feedforward_layernorm, block.mlp(_norm(block.pre_feedforward_layernorm, h)))
+    h = x + attn
+    return h + block.mlp(_norm(block.post_attention_layernorm, h))
 
 
 class StatefulDecoder(nn.Module):
@@ -71,15 +95,10 @@ class StatefulDecoder(nn.Module):
             lt = block.self_attn.layer_type
             if lt not in rope:  # [S, D], broadcast over [1, heads, S, D]
                 rope[lt] = (getattr(d, f"rope_cos_{lt}")[past:end], getattr(d, f"rope_sin_{lt}")[past:end])
-            attn = self._attention(i, block.self_attn, block.input_layernorm(x), *rope[lt], past, end,
+            attn = self._attention(i, block.self_attn, _norm(block.input_layernorm, x), *rope[lt], past, end,
                                    masks[block.self_attn.window])
-            if block.sandwich:
-                h = x + block.post_attention_layernorm(attn)
-                x = h + block.post_feedforward_layernorm(block.mlp(block.pre_feedforward_layernorm(h)))
-            else:
-                h = x + attn
-                x = h + block.mlp(block.post_attention_layernorm(h))
-        logits = d.lm_head(d.norm(x[:, -1:, :]))
+            x = _residual(block, x, attn)
+        logits = d.lm_head(_norm(d.norm, x[:, -1:, :]))
         if d.final_softcap is not None:
             logits = torch.tanh(logits / d.final_softcap) * d.final_softcap
         return logits.reshape(1, -1)
@@ -90,7 +109,7 @@ class StatefulDecoder(nn.Module):
         k = attn.k_proj(x).view(1, -1, s.num_kv_heads, s.head_dim)
         v = attn.v_proj(x).view(1, -1, s.num_kv_heads, s.head_dim)
         if attn.q_norm is not None:
-            q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = _norm(attn.q_norm, q), _norm(attn.k_norm, k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [1, heads, S, D]
         q = q * cos + _rotate_half(q, s.head_dim // 2) * sin
         k = k * cos + _rotate_half(k, s.head_dim // 2) * sin
@@ -154,15 +173,10 @@ class StepDecoder(nn.Module):
             if lt not in rope:
                 rope[lt] = (torch.index_select(getattr(d, f"rope_cos_{lt}"), 0, input_pos),
                             torch.index_select(getattr(d, f"rope_sin_{lt}"), 0, input_pos))
-            attn = self._attention(i, block.self_attn, block.input_layernorm(x), *rope[lt], input_pos,
+            attn = self._attention(i, block.self_attn, _norm(block.input_layernorm, x), *rope[lt], input_pos,
                                    masks[block.self_attn.window])
-            if block.sandwich:
-                h = x + block.post_attention_layernorm(attn)
-                x = h + block.post_feedforward_layernorm(block.mlp(block.pre_feedforward_layernorm(h)))
-            else:
-                h = x + attn
-                x = h + block.mlp(block.post_attention_layernorm(h))
-        logits = d.lm_head(d.norm(x))
+            x = _residual(block, x, attn)
+        logits = d.lm_head(_norm(d.norm, x))
         if d.final_softcap is not None:
             logits = torch.tanh(logits / d.final_softcap) * d.final_softcap
         return logits.reshape(1, -1)
@@ -173,7 +187,7 @@ class StepDecoder(nn.Module):
         k = attn.k_proj(x).view(1, 1, s.num_kv_heads, s.head_dim)
         v = attn.v_proj(x).view(1, 1, s.num_kv_heads, s.head_dim)
         if attn.q_norm is not None:
-            q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = _norm(attn.q_norm, q), _norm(attn.k_norm, k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [1, heads, 1, D]
         q = q * cos + _rotate_half(q, s.head_dim // 2) * sin
         k = k * cos + _rotate_half(k, s.head_dim // 2) * sin

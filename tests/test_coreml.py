@@ -107,6 +107,22 @@ def test_step_decoder_matches_eager(tiny_model_dir, family):
     assert (got - ref).abs().max() < 1e-4
 
 
+def test_norm_survives_float16_where_the_plain_form_does_not():
+    """SmolLM2's residual stream reaches ~25,000: x * x overflows float16, the scaled form does not."""
+    from pocketlm.converter.decoder import RMSNorm
+    from pocketlm.converter.stateful_decoder import fp16_safe_rms_norm
+
+    norm = RMSNorm(torch.linspace(0.5, 1.5, 64), 1e-5)
+    x = torch.randn(1, 3, 64)
+    x[..., 7] = 25000.0  # one outlier channel, as in the real model
+    want = norm(x)
+    half = RMSNorm(norm.weight.data, 1e-5).half()
+    assert not torch.isfinite(half.weight * 0 + (x.half() * x.half())).all()  # the plain squares overflow
+    got = fp16_safe_rms_norm(half, x.half()).float()
+    assert torch.allclose(got, want, rtol=1e-2, atol=2e-3)
+    assert torch.allclose(fp16_safe_rms_norm(norm, x), want, rtol=1e-5, atol=1e-6)  # exact in float32
+
+
 def test_causal_mask_contract():
     """The engine's mask (numpy, float16) equals the converter's (torch) for prefill and decode."""
     from pocketlm.converter.stateful_decoder import causal_mask

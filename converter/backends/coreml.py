@@ -37,6 +37,7 @@ EAGER_QUANT = False  # recipes compress the converted program (coremltools.optim
 STATIC_PREFILL = False  # flexible input sizes: one function for prefill and decode
 VERSION_PACKAGES = ("coremltools", "torch", "transformers")
 DEPLOYMENT_TARGET = "iOS18"  # stateful models need iOS 18 / macOS 15
+FP16_MAX_KL = 0.05  # float16 against float32 compute, same weights: above this the device answers differently
 COMPUTE_UNITS = ("all", "cpu_and_ne", "cpu_and_gpu", "cpu_only")
 DEFAULT_COMPUTE_UNITS = "cpu_and_ne"
 build_recipe = coreml_recipes.build_recipe
@@ -187,6 +188,12 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
         raise ConversionError(
             "in float16 compute (how Core ML runs on Apple hardware) this model's activations overflow and its "
             "logits are not finite; pocketlm does not write such a Core ML bundle")
+    precision = parity.compare(stored_logits[first:-1], half_logits)  # the same weights: compute precision only
+    if precision["mean_kl"] > FP16_MAX_KL:
+        raise ConversionError(
+            f"in float16 compute (how Core ML runs on Apple hardware) this model's predictions change: KL "
+            f"{precision['mean_kl']:.3g} nats/token and top-1 {precision['top1_agreement']:.0%} against float32 "
+            "compute with the same weights; pocketlm does not write such a Core ML bundle")
     return {
         "method": "weights decompressed from the saved program into the torch model (float32 compute)",
         "tokens": len(job.parity_tokens),
@@ -202,6 +209,7 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
         # the same stored weights through the converted graph's torch form in float16, the way
         # the device computes (prefill half the tokens, then decode one at a time)
         "float16_compute": parity.compare(job.float_logits[first:-1], half_logits),
+        "float16_vs_float32_compute": precision,
     }
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from pocketlm.errors import BackendUnavailableError, RecipeError
+from pocketlm.errors import BackendUnavailableError, ConversionError, RecipeError
 
 from .. import parity
 from .executorch_xnnpack import _BOOKKEEPING, _op_name, method_signature, runtime_metadata
@@ -77,22 +77,20 @@ def runtime_fields(job) -> dict:
 
 @torch.no_grad()
 def step_check(job, step) -> dict:
-    """The lowered graph's torch form, weights rounded to float16, fed the parity tokens one at a
-    time, against the float model: what Linux can check of the program."""
-    saved = {n: p.data.clone() for n, p in step.named_parameters()}
-    try:
-        for p in step.parameters():
-            p.data.copy_(p.data.half().float())
-        step.reset_cache()
-        rows = [step(torch.tensor([[t]]), torch.tensor([i]))[0].numpy() for i, t in enumerate(job.parity_tokens)]
-    finally:
-        for n, p in step.named_parameters():
-            p.data.copy_(saved[n])
-        step.reset_cache()
+    """The lowered graph's torch form in float16 (weights and compute, as the Core ML delegate runs
+    it), fed the parity tokens one at a time, against the float model: what Linux can check."""
+    import copy
+
+    half = copy.deepcopy(step).half().eval()
+    rows = [half(torch.tensor([[t]]), torch.tensor([i]))[0].float().numpy() for i, t in enumerate(job.parity_tokens)]
+    del half
+    logits = np.stack(rows)
+    if not np.isfinite(logits).all():
+        raise ConversionError("in float16 compute (the Core ML delegate's) this model's logits are not finite")
     return {
-        "method": "the lowered torch graph (StepDecoder) with float16-rounded weights, one token per call",
+        "method": "the lowered torch graph (StepDecoder) in float16, one token per call",
         "tokens": len(rows),
-        "vs_float": parity.compare(job.float_logits, np.stack(rows)),
+        "vs_float": parity.compare(job.float_logits, logits),
     }
 
 
