@@ -55,6 +55,21 @@ def _rotate_half(x: torch.Tensor, half: int) -> torch.Tensor:
 _norm = fp16_safe_rms_norm
 
 
+def _embed(d, ids):
+    x = d.embed_tokens(ids)
+    if d.embed_scale is not None:  # Gemma rounds the scale to the activation dtype
+        x = x * torch.tensor(d.embed_scale, dtype=x.dtype)
+    return x
+
+
+def _head(d, x):
+    """[1, 1, hidden] -> logits [1, vocab]: final norm, head, Gemma's soft cap."""
+    logits = d.lm_head(_norm(d.norm, x))
+    if d.final_softcap is not None:
+        logits = torch.tanh(logits / d.final_softcap) * d.final_softcap
+    return logits.reshape(1, -1)
+
+
 def _residual(block, x, attn):
     """The block's residual connections and MLP, with the fp16-safe norm (both Apple graphs)."""
     if block.sandwich:
@@ -82,9 +97,7 @@ class StatefulDecoder(nn.Module):
         d = self.decoder
         end = causal_mask.shape[-1]
         past = end - input_ids.shape[-1]
-        x = d.embed_tokens(input_ids)
-        if d.embed_scale is not None:
-            x = x * torch.tensor(d.embed_scale, dtype=x.dtype)
+        x = _embed(d, input_ids)
         masks = {None: causal_mask}
         for w in {layer.self_attn.window for layer in d.layers} - {None}:
             q_pos = torch.arange(past, end).unsqueeze(1)
@@ -98,10 +111,7 @@ class StatefulDecoder(nn.Module):
             attn = self._attention(i, block.self_attn, _norm(block.input_layernorm, x), *rope[lt], past, end,
                                    masks[block.self_attn.window])
             x = _residual(block, x, attn)
-        logits = d.lm_head(_norm(d.norm, x[:, -1:, :]))
-        if d.final_softcap is not None:
-            logits = torch.tanh(logits / d.final_softcap) * d.final_softcap
-        return logits.reshape(1, -1)
+        return _head(d, x[:, -1:, :])
 
     def _attention(self, i, attn, x, cos, sin, past, end, mask):
         s = self.shape
@@ -158,9 +168,7 @@ class StepDecoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
         d = self.decoder
-        x = d.embed_tokens(tokens)
-        if d.embed_scale is not None:
-            x = x * torch.tensor(d.embed_scale, dtype=x.dtype)
+        x = _embed(d, tokens)
         k_pos = self.key_positions.unsqueeze(0)  # [1, C]
         q_pos = input_pos.unsqueeze(1)  # [1, 1]
         causal = torch.where(k_pos <= q_pos, 0.0, MASK_MIN).reshape(1, 1, 1, -1)
@@ -176,10 +184,7 @@ class StepDecoder(nn.Module):
             attn = self._attention(i, block.self_attn, _norm(block.input_layernorm, x), *rope[lt], input_pos,
                                    masks[block.self_attn.window])
             x = _residual(block, x, attn)
-        logits = d.lm_head(_norm(d.norm, x))
-        if d.final_softcap is not None:
-            logits = torch.tanh(logits / d.final_softcap) * d.final_softcap
-        return logits.reshape(1, -1)
+        return _head(d, x)
 
     def _attention(self, i, attn, x, cos, sin, input_pos, mask):
         s = self.shape

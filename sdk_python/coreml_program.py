@@ -54,8 +54,7 @@ class ProgramSummary:
     weights: list[WeightInfo] = field(default_factory=list)
 
     def storage_counts(self) -> dict[str, int]:
-        return dict(Counter(w.storage if w.bits == 16 or w.storage != "palettized" else f"palettized{w.bits}"
-                            for w in self.weights))
+        return dict(Counter(f"palettized{w.bits}" if w.storage == "palettized" else w.storage for w in self.weights))
 
     def as_report(self) -> dict:
         return {
@@ -142,7 +141,6 @@ def _describe(var, users: list[str]) -> WeightInfo:
         info.storage = "float16" if info.storage == "fp16" else info.storage
         return info
     if op.op_type == "constexpr_sparse_to_dense":
-        mask = op.inputs["mask"]
         nonzero = op.inputs["nonzero_data"]
         total = int(np.prod(shape))
         info.sparsity = round(1.0 - int(nonzero.shape[0]) / total, 4)
@@ -153,7 +151,6 @@ def _describe(var, users: list[str]) -> WeightInfo:
             info.lut_group_size = shape[0] // int(lut.shape[0])
         else:
             info.storage = "sparse"
-        del mask
         return info
     if op.op_type == "constexpr_lut_to_dense":
         lut = op.inputs["lut"]
@@ -182,8 +179,7 @@ def summarize(prog) -> ProgramSummary:
             entry[1].append(op.op_type)
     inputs, states = [], []
     for name, var in fn.inputs.items():
-        shape = [int(s) if not isinstance(s, str) and str(s).isdigit() or isinstance(s, int) else "flexible"
-                 for s in var.shape]
+        shape = [int(s) if str(s).isdigit() else "flexible" for s in var.shape]  # symbolic sizes are flexible
         if types.is_state(var.sym_type):
             states.append({"name": name, "shape": shape,
                            "dtype": types.builtin_to_string(var.sym_type.wrapped_type().get_primitive())})

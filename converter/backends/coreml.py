@@ -161,7 +161,7 @@ def weights_check(job, weights: dict[str, np.ndarray]) -> dict:
     from ..eager_perplexity import decoder_perplexity
 
     decoder = job.decoder
-    params = {"decoder_" + n.replace(".", "_"): p for n, p in decoder.named_parameters(remove_duplicate=False)}
+    params = {const: p for const, (_, p) in params_by_const_name(decoder).items()}
     broken = sorted(n for n, v in weights.items() if not np.isfinite(v).all())
     if broken:  # e.g. an all-zero row quantized with a zero scale
         raise ConversionError(f"the compressed program holds non-finite weights in {', '.join(broken[:4])}")
@@ -250,16 +250,17 @@ def lower(job) -> dict:
     summary = coreml_program.summarize(prog)
     check_applied(summary, job.recipe)
     check = weights_check(job, coreml_program.decompressed_weights(prog))
+    names = params_by_const_name(job.decoder)
     return {
         "program": summary.as_report(),
         "weights_check": check,
-        "quantized_layers": [module_name(job.decoder, w.name) for w in summary.weights if w.storage != "float16"],
+        # every weight maps to a parameter (weights_check refuses the conversion otherwise)
+        "quantized_layers": [names[w.name][0].removesuffix(".weight") for w in summary.weights
+                             if w.storage != "float16"],
     }
 
 
-def module_name(decoder, const_name: str) -> str:
-    """The decoder module a program constant came from ("layers.0.mlp.down_proj")."""
-    for name, _ in decoder.named_parameters(remove_duplicate=False):
-        if "decoder_" + name.replace(".", "_") == const_name:
-            return name.removesuffix(".weight")
-    return const_name
+def params_by_const_name(decoder) -> dict[str, tuple[str, torch.nn.Parameter]]:
+    """Program constant name -> (decoder parameter name, parameter): coremltools names a weight
+    after its torch path under the StatefulDecoder ("decoder_layers_0_mlp_up_proj_weight")."""
+    return {"decoder_" + n.replace(".", "_"): (n, p) for n, p in decoder.named_parameters(remove_duplicate=False)}
