@@ -401,7 +401,7 @@ def _int_list(value: str) -> list[int]:
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="Report folder [default: BUNDLE-profile].")
 @click.option("--operators/--no-operators", default=True, show_default=True, help="Per-operator pass (ETDump).")
 @click.option("--plots/--no-plots", default=True, show_default=True)
-@click.option("--perplexity", is_flag=True, help="Also measure perplexity on the profile text.")
+@click.option("--perplexity", is_flag=True, help="Also measure perplexity on eval_en.txt (first 512 tokens).")
 def profile(bundle, device, prompt_lengths, gen, runs, warmup, threads, out_dir, operators, plots, perplexity):
     """Measure BUNDLE: load time, time to first token, prefill/decode tokens/s, memory, per-operator time.
 
