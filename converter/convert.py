@@ -159,7 +159,10 @@ def convert(
     compute_units: str | None = None,
     kv_cache: str = "fp32",
     console: Console | None = None,
+    recipe_file: dict | None = None,
 ) -> Path:
+    """`recipe_file` (set by recipe_files.run_recipe): the recipe whose last step this is; SOURCE is
+    then the folder its earlier steps wrote, and the manifest names the recipe's own source."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     backend = get_backend(target, delegate)
@@ -194,6 +197,9 @@ def convert(
             from .sources import load_source, tokenizer_spec
 
             loaded = load_source(source, echo=lambda msg: console.print(msg))
+            if recipe_file is not None:
+                loaded.source = {"kind": "recipe", "ref": recipe_file["source"], "recipe": recipe_file["name"],
+                                 **({"history": loaded.source["history"]} if "history" in loaded.source else {})}
         hf_model, hf_tokenizer = loaded.model, loaded.tokenizer
         trained_context = getattr(hf_model.config.get_text_config(), "max_position_embeddings", None)
         if trained_context and max_context > trained_context:
@@ -274,6 +280,7 @@ def convert(
             },
             "compression": {
                 **recipe.describe(),
+                **({"recipe_file": recipe_file} if recipe_file else {}),
                 "quantized_layers": quantized,
                 "skipped_layers": skipped,
             },

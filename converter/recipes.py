@@ -5,6 +5,9 @@ Linear schemes
   8da4w  int8 dynamic activations, int4 group-wise symmetric weights (XNNPACK QD8-F32-QB4W)
   8da8w  int8 dynamic activations, int8 per-channel weights          (XNNPACK QD8-F32-QC8W)
   int8   int8 per-channel weights only, activations stay float
+  8da4w-hqq  8da4w whose group scales are chosen by HQQ (half-quadratic optimization of the
+         rounding error, torchao's scale-only variant) instead of max-abs: the same grid and
+         kernels, a closer fit (needs no data)
 Embedding schemes: int8 per row, int4 group-wise (ExecuTorch's quantized embedding kernels).
 """
 
@@ -24,6 +27,7 @@ class LinearQuant:
     weight_bits: int
     group_size: int  # 0 = one scale per output channel
     dynamic_activations: bool
+    qparams: str = "affine"  # how group scales are chosen: "affine" (max-abs) or "hqq"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class QuantResult:
 LINEAR_SCHEMES = {
     "fp32": None,
     "8da4w": lambda g: LinearQuant("8da4w", 4, g, True),
+    "8da4w-hqq": lambda g: LinearQuant("8da4w", 4, g, True, qparams="hqq"),
     "8da8w": lambda g: LinearQuant("8da8w", 8, 0, True),
     "int8": lambda g: LinearQuant("int8", 8, 0, False),
 }
@@ -78,7 +83,7 @@ def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None)
         raise RecipeError(f"unknown embedding quantization {embedding!r} (choose from {', '.join(EMBEDDING_SCHEMES)})")
     linear = LINEAR_SCHEMES[quant]
     emb = EMBEDDING_SCHEMES[embedding]
-    name = f"8da4w-g{group_size}" if quant == "8da4w" else quant
+    name = f"{quant}-g{group_size}" if quant.startswith("8da4w") else quant
     if embedding != default_embedding:
         name += f"+emb-{embedding}"
     return Recipe(name, linear(group_size) if linear else None, emb(group_size) if emb else None)
@@ -136,10 +141,15 @@ def _apply_linear(model: nn.Module, cfg: LinearQuant, allow_skip: bool) -> Quant
     if cfg.dynamic_activations:
         from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
         from torchao.quantization.granularity import PerAxis, PerGroup
+        from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
+            IntxChooseQParamsAlgorithm,
+        )
 
         config = Int8DynamicActivationIntxWeightConfig(
             weight_dtype=torch.int4 if cfg.weight_bits == 4 else torch.int8,
             weight_granularity=PerGroup(cfg.group_size) if cfg.group_size else PerAxis(0),
+            intx_choose_qparams_algorithm=IntxChooseQParamsAlgorithm(
+                "hqq_scale_only" if cfg.qparams == "hqq" else "affine"),
         )
         wanted = set(targets)
         quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)

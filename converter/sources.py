@@ -127,7 +127,14 @@ def _load_hf_folder(ref: str, echo, kind: str = "hf-folder", display: str | None
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
     except Exception as e:  # safetensors raises its own error types on damaged files
         raise SourceError(f"{folder}: the weights could not be read ({type(e).__name__}: {e})") from None
-    return LoadedModel(model.eval(), tokenizer, family, {"kind": kind, "ref": display or ref})
+    source = {"kind": kind, "ref": display or ref}
+    history = folder / "pocketlm_history.json"  # written by pocketlm prune / distill / finetune
+    if history.is_file():
+        try:
+            source["history"] = json.loads(history.read_text())["steps"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SourceError(f"{history} is not a pocketlm history file ({e})") from None
+    return LoadedModel(model.eval(), tokenizer, family, source)
 
 
 def _load_hub(ref: str, echo) -> LoadedModel:

@@ -56,27 +56,45 @@ def cli():
 @click.option("--compat", default=None,
               help="tflite: also run correctly in an older runtime (tflite-runtime: only the recipes "
                    "checked in tflite-runtime 2.14 are allowed).")
+@click.option("--recipe", default=None, metavar="NAME_OR_FILE",
+              help="Run a recipe file (YAML/JSON: prune → distill → finetune → convert) or a shipped recipe "
+                   "(pocketlm recipes); options given here override its convert step.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-def convert(source, output, target, delegate, quant, group_size, embedding_quant, compute_units, kv_cache,
-            max_context, max_prefill, prefill_lengths, parity_tokens, allow_skip, languages, compat, force):
+@click.pass_context
+def convert(ctx, source, output, target, delegate, quant, group_size, embedding_quant, compute_units, kv_cache,
+            max_context, max_prefill, prefill_lengths, parity_tokens, allow_skip, languages, compat, recipe, force):
     """Convert SOURCE into a bundle.
 
     SOURCE is a Hugging Face model folder, a .gguf file, a named model
     (smollm2-135m, gemma3-270m) or a Hugging Face Hub id (org/name).
     """
-    convert_fn = _converter("convert").convert
+    options = dict(
+        target=target, delegate=delegate, quant=quant, group_size=group_size, embedding=embedding_quant,
+        max_context=max_context, max_prefill=max_prefill,
+        prefill_lengths=_int_list(prefill_lengths) if prefill_lengths else None,
+        parity_tokens=parity_tokens, allow_skip=allow_skip, compat=compat, compute_units=compute_units,
+        kv_cache=kv_cache, languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
+    )
     try:
-        convert_fn(
-            source, output=output, target=target, delegate=delegate, quant=quant, group_size=group_size,
-        embedding=embedding_quant, max_context=max_context, max_prefill=max_prefill,
-            prefill_lengths=_int_list(prefill_lengths) if prefill_lengths else None,
-            parity_tokens=parity_tokens, allow_skip=allow_skip, force=force, compat=compat,
-            compute_units=compute_units, kv_cache=kv_cache,
-            languages=[c.strip() for c in languages.split(",") if c.strip()] if languages else None,
-        )
+        if recipe:
+            from click.core import ParameterSource
+
+            given = {p: ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE for p in ctx.params}
+            given["embedding"] = given.pop("embedding_quant")
+            recipes = _converter("recipe_files")
+            recipes.run_recipe(source, recipes.load_recipe(recipe), output, force=force, console=_console(),
+                               convert_overrides={k: v for k, v in options.items() if given.get(k)})
+        else:
+            _converter("convert").convert(source, output=output, force=force, **options)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: no bundle was written", err=True)
         raise SystemExit(130) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @cli.command()
@@ -87,6 +105,135 @@ def pull(name):
     if name not in named.NAMED_MODELS:
         raise PocketLMError(f"unknown model {name!r} (named models: {', '.join(named.NAMED_MODELS)})")
     click.echo(named.resolve(name, echo=lambda msg: click.echo(msg, err=True)))
+
+
+# ---------------------------------------------------------------- prune / distill / finetune / recipes
+def _training_options(f):
+    for option in reversed([
+        click.option("--steps", default=None, type=int, help="Budget: optimizer steps."),
+        click.option("--minutes", default=None, type=float, help="Budget: wall-clock minutes (the first budget "
+                     "reached ends training)."),
+        click.option("--batch-size", default=8, show_default=True, help="Rows per step, over all processes."),
+        click.option("--seq-len", default=256, show_default=True, help="Tokens per row."),
+        click.option("--lr", default=1e-4, show_default=True, help="AdamW learning rate (after a 10-step warm-up)."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+                     help="Save a resumable checkpoint here (safetensors + JSON)."),
+        click.option("--checkpoint-every", default=50, show_default=True, help="Steps between checkpoints."),
+        click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir."),
+        click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write."),
+        click.option("--force", is_flag=True, help="Replace the output folder if it exists."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume):
+    return _converter("training").TrainSettings(
+        steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every, resume=resume)
+
+
+def _print_summary(summary: dict) -> None:
+    import json
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write.")
+@click.option("--mlp", default=0.0, show_default=True, help="Fraction of MLP channels removed from every layer.")
+@click.option("--heads", default=0.0, show_default=True,
+              help="Fraction of KV heads (each with its query heads) removed from every layer.")
+@click.option("--layers", default=0.0, show_default=True, help="Fraction of layers removed (least influential).")
+@click.option("--multiple-of", default=32, show_default=True, help="Kept MLP channels round to a multiple of this.")
+@click.option("--unstructured", default=0.0, show_default=True,
+              help="Fraction of each layer linear's weights zeroed by magnitude (shapes stay).")
+@click.option("--two-four", is_flag=True, help="2:4 sparsity: zero the 2 smallest of every 4 input weights.")
+@click.option("--calibration", default="calibration_en.txt", show_default=True,
+              help="Text the importance is measured on (a file, or a pocketlm data file name).")
+@click.option("--calibration-rows", default=16, show_default=True, help="Rows of --seq-len tokens measured.")
+@click.option("--seq-len", default=256, show_default=True)
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+def prune(source, output, mlp, heads, layers, multiple_of, unstructured, two_four, calibration, calibration_rows,
+          seq_len, force):
+    """Prune SOURCE into a smaller Hugging Face model folder (convert it like any other source).
+
+    Structured (--mlp/--heads/--layers): the least important channels, heads and layers by
+    calibration activations; the config shrinks. Unstructured / 2:4: weights zeroed in place.
+    """
+    m = _converter("prune")
+    settings = m.PruneSettings(mlp=mlp, heads=heads, layers=layers, multiple_of=multiple_of,
+                               unstructured=unstructured, two_four=two_four, calibration_rows=calibration_rows,
+                               seq_len=seq_len)
+    _print_summary(m.prune(source, output, settings, calibration, force=force, console=_console()))
+
+
+@cli.command()
+@click.option("--teacher", required=True, help="Teacher model source (folder, .gguf, named model).")
+@click.option("--student", required=True, help="Student model source, e.g. a pruned folder, or the teacher itself "
+              "with --qat.")
+@click.option("--data", required=True, help="Training text: .txt, or .jsonl (text / prompt+completion / messages).")
+@click.option("--mode", type=click.Choice(["token", "sequence"]), default="token", show_default=True,
+              help="token: KL to the teacher's distribution at every position; sequence: cross-entropy on the "
+                   "teacher's own continuations of prompts from the data.")
+@click.option("--temperature", default=2.0, show_default=True, help="token: softmax temperature of the KL.")
+@click.option("--hard-weight", default=0.0, show_default=True,
+              help="token: weight of the data's cross-entropy next to the KL (0..1).")
+@click.option("--qat", type=click.Choice(["8da4w", "8da8w"]), default=None,
+              help="Train the student through torchao's fake quantization of this grid (recovers a quantized "
+                   "student; convert it with the same --quant).")
+@click.option("--group-size", default=32, show_default=True, help="--qat 8da4w: weight group size.")
+@click.option("--prompt-tokens", default=32, show_default=True, help="sequence: prompt tokens cut from each row.")
+@click.option("--new-tokens", default=96, show_default=True, help="sequence: tokens the teacher generates.")
+@_training_options
+def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_size, prompt_tokens, new_tokens,
+            steps, minutes, batch_size, seq_len, lr, seed, checkpoint_dir, checkpoint_every, resume, output, force):
+    """Distil TEACHER into STUDENT on a text; writes the student as a model folder.
+
+    Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
+    """
+    m = _converter("distill")
+    settings = m.DistillSettings(mode=mode, temperature=temperature, hard_weight=hard_weight, seq_len=seq_len,
+                                 qat=qat, group_size=group_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens)
+    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume)
+    _print_summary(m.distill(teacher, student, data, output, settings, train, force=force, console=_console()))
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--data", required=True, help="Training data: .txt, or .jsonl (text / prompt+completion / messages; "
+              "only completions and assistant turns are trained on).")
+@click.option("--rank", default=8, show_default=True, help="LoRA rank.")
+@click.option("--alpha", default=16.0, show_default=True, help="LoRA alpha (scale alpha / rank).")
+@click.option("--dropout", default=0.0, show_default=True)
+@click.option("--targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj")), show_default=True, help="Modules to adapt.")
+@_training_options
+def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_size, seq_len, lr, seed,
+             checkpoint_dir, checkpoint_every, resume, output, force):
+    """LoRA-fine-tune SOURCE (peft) and write it with the adapters merged into the weights.
+
+    Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
+    """
+    m = _converter("finetune")
+    settings = m.LoraSettings(rank=rank, alpha=alpha, dropout=dropout, seq_len=seq_len,
+                              targets=tuple(t.strip() for t in targets.split(",") if t.strip()))
+    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume)
+    _print_summary(m.finetune(source, data, output, settings, train, force=force, console=_console()))
+
+
+@cli.command()
+def recipes():
+    """List the shipped recipes (pocketlm convert SOURCE --recipe NAME)."""
+    m = _converter("recipe_files")
+    for name in m.shipped_recipes():
+        recipe = m.load_recipe(name)
+        steps = " → ".join(next(iter(s)) for s in recipe["steps"])
+        click.echo(f"{name:16} {steps}\n    {' '.join(recipe.get('description', '').split())}")
 
 
 def _converter(module: str):

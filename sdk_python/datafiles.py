@@ -15,6 +15,11 @@ def data_text(name: str, path: str | os.PathLike | None = None) -> str:
     return resources.files("pocketlm").joinpath(f"data/{name}").read_text(encoding="utf-8")
 
 
+def data_path(name: str) -> Path:
+    """The path of pocketlm's own data/`name` (it may not exist)."""
+    return Path(str(resources.files("pocketlm").joinpath(f"data/{name}")))
+
+
 def data_json(name: str):
     return json.loads(data_text(name))
 

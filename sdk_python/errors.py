@@ -37,3 +37,7 @@ class GenerationError(PocketLMError):
 
 class TaskError(PocketLMError):
     """A task request the model or bundle cannot serve (e.g. a language its model card does not cover)."""
+
+
+class TrainingError(PocketLMError):
+    """Training, distillation or pruning input that cannot be used (empty data, mismatched tokenizers, a bad ratio)."""

@@ -13,7 +13,7 @@ from collections import Counter
 
 import torch
 
-from pocketlm.errors import BackendUnavailableError
+from pocketlm.errors import BackendUnavailableError, RecipeError
 
 from .. import recipes
 
@@ -23,7 +23,15 @@ DELEGATE = "xnnpack"
 EAGER_QUANT = True  # torchao quantizes the torch model; the lowering keeps its quantized ops
 STATIC_PREFILL = False  # one method, token count dynamic up to max_prefill
 VERSION_PACKAGES = ("executorch", "torch", "torchao", "transformers")
-build_recipe = recipes.build_recipe
+
+
+def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None):
+    recipe = recipes.build_recipe(quant, group_size, embedding)
+    if recipe.linear and recipe.linear.weight_bits == 4 and group_size % 32:
+        # XNNPACK's blockwise 4-bit kernels (QB4W) refuse other groups at lowering time
+        raise RecipeError(f"--group-size {group_size}: XNNPACK's 4-bit weights take groups that are a multiple of 32")
+    return recipe
+
 DEFAULT_QUANT = "8da4w"
 NAME_TAG = "xnnpack"  # default bundle names: <model>-xnnpack-<recipe>
 KV_CACHE_DTYPES = ("fp32", "int8")  # int8: ExecuTorch's quantized cache and custom_quantized_sdpa
