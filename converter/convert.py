@@ -201,6 +201,10 @@ def convert(
                 loaded.source = {"kind": "recipe", "ref": recipe_file["source"], "recipe": recipe_file["name"],
                                  **({"history": loaded.source["history"]} if "history" in loaded.source else {})}
         hf_model, hf_tokenizer = loaded.model, loaded.tokenizer
+        if getattr(recipe, "needs_gguf_source", False):
+            from .gguf_grid import require_gguf
+
+            require_gguf(loaded.gguf_path)
         trained_context = getattr(hf_model.config.get_text_config(), "max_position_embeddings", None)
         if trained_context and max_context > trained_context:
             raise RecipeError(f"--max-context {max_context} exceeds the model's trained context ({trained_context})")
@@ -240,7 +244,7 @@ def convert(
             decoder=decoder, hf_model=hf_model, hf_tokenizer=hf_tokenizer, out_dir=staging, recipe=recipe,
             max_prefill=max_prefill, prefill_lengths=prefill_lengths or [], bos_id=tok["bos_token_id"],
             eos_ids=tok["eos_token_ids"], compat=compat, compute_units=compute_units,
-            parity_tokens=tokens, float_logits=float_logits, float_perplexity=float_ppl,
+            parity_tokens=tokens, float_logits=float_logits, float_perplexity=float_ppl, gguf_path=loaded.gguf_path,
         )
         export_start = time.perf_counter()
         lower_title = f"export and lower to {target}/{backend.DELEGATE}"

@@ -14,6 +14,8 @@ program that each weight carries the compression the recipe claims.
                       --group-size output channels
   prune50             magnitude pruning to 50% zeros, stored sparse
   prune50+palettize4  both: the surviving values palettized (joint compression)
+  gguf                a GGUF source's own blocks (Q4_0, Q4_1, Q8_0) stored unchanged as
+                      blockwise uint4 / int8 weights (gguf_grid.py): no second rounding
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ class Prune:
 
 
 @dataclass(frozen=True)
+class KeepGGUF:
+    """Store each weight in the GGUF source's own block grid (applied by backends/coreml.py)."""
+
+
+@dataclass(frozen=True)
 class CoreMLRecipe:
     name: str
     steps: tuple
@@ -50,6 +57,10 @@ class CoreMLRecipe:
 
     # Attributes convert.py reads off every recipe (the XNNPACK recipes have these too).
     linear = None
+
+    @property
+    def needs_gguf_source(self) -> bool:
+        return any(isinstance(s, KeepGGUF) for s in self.steps)
 
     def describe(self) -> dict:
         return {
@@ -71,6 +82,7 @@ def _recipes(g: int) -> dict[str, tuple]:
         "palettize8": (Palettize(8, g),),
         "prune50": (Prune(0.5),),
         "prune50+palettize4": (Prune(0.5), Palettize(4, g)),
+        "gguf": (KeepGGUF(),),
     }
 
 
@@ -89,6 +101,8 @@ def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None)
             "none keeps the embedding and tied head in float16, int8 quantizes them per row)"
         )
     steps = _recipes(group_size)[quant]
+    if quant == "gguf" and embedding is not None:
+        raise RecipeError("--quant gguf stores the embedding as the GGUF file does; drop --embedding-quant")
     name = quant
     if any(isinstance(s, Quantize) and s.granularity == "per_block" or isinstance(s, Palettize) for s in steps) \
             and group_size != 32:

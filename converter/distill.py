@@ -23,7 +23,7 @@ from torch import nn
 from pocketlm.errors import TrainingError
 
 from .textdata import IGNORE, TokenRows, load_rows
-from .training import TrainSettings, train
+from .training import TrainSettings, gather_unsharded, train
 
 MODES = ("token", "sequence")
 HISTORY_FILE = "pocketlm_history.json"  # what was done to a model folder; sources.py reads it into manifests
@@ -184,6 +184,12 @@ def _retie(model, tied: bool) -> None:
         model.lm_head.weight = model.get_input_embeddings().weight
 
 
+def plain_model_like(config):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
 def refuse_existing(output, force: bool) -> None:
     """Fail before the long work, not after it."""
     if Path(output).exists() and not force:
@@ -247,7 +253,9 @@ def _distill(teacher_ref, student_ref, data, output, settings, train_settings, f
         p.requires_grad_(True)
     meta = {"kind": "distill", "teacher": teacher_ref, "student": student_ref, **asdict(settings)}
     result = train(s_model, rows, loss_fn, train_settings, f"distill ({settings.mode})", dist, meta, console)
-    if settings.qat:
+    if train_settings.fsdp:  # the plain float model holds the trained weights, fake quantizers or not
+        s_model = gather_unsharded(s_model, lambda: plain_model_like(student.model.config), dist)
+    elif settings.qat:
         finish_qat(s_model)
     summary = {"step": "distill", "teacher": teacher_ref, "student": student_ref, "data": str(data),
                "settings": asdict(settings), "rows": len(rows), "trained_tokens": rows.trained_tokens,

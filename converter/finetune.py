@@ -64,9 +64,10 @@ def finetune(source: str, data: str, output: str | Path, settings: LoraSettings,
 def _finetune(source, data, output, settings, train_settings, force, console, dist) -> dict:
     from pocketlm.bundle import staged_bundle
 
-    from .distill import ce_loss_fn, read_history, write_model_folder
+    from .distill import ce_loss_fn, plain_model_like, read_history, write_model_folder
     from .sources import load_source
     from .textdata import load_rows
+    from .training import gather_unsharded
 
     echo = (lambda m: console.print(m)) if console and dist.main else (lambda m: None)
     loaded = load_source(source, echo=echo)
@@ -75,7 +76,10 @@ def _finetune(source, data, output, settings, train_settings, force, console, di
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     meta = {"kind": "finetune", "source": source, **asdict(settings), "targets": list(settings.targets)}
     result = train(model, rows, ce_loss_fn(), train_settings, "finetune (LoRA)", dist, meta, console)
-    merged = merge_lora(model)
+    if train_settings.fsdp:
+        config = loaded.model.config
+        model = gather_unsharded(model, lambda: add_lora(plain_model_like(config), settings), dist)
+    merged = merge_lora(model) if model is not None else None
     summary = {"step": "finetune", "source": source, "data": str(data),
                "settings": {**asdict(settings), "targets": list(settings.targets)},
                "trainable_parameters": trainable, "trained_tokens": rows.trained_tokens, **result.as_dict()}

@@ -28,6 +28,7 @@ class LoadedModel:
     tokenizer: object  # transformers tokenizer
     family: Family
     source: dict = field(default_factory=dict)  # manifest model.source
+    gguf_path: Path | None = None  # the GGUF file the weights came from (its blocks: gguf_grid.py)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def _load_gguf(ref: str, echo) -> LoadedModel:
     return LoadedModel(
         model.eval(), tokenizer, family,
         {"kind": "gguf", "ref": ref, "gguf_file": path.name, "sha256": sha256_file(path)},
+        gguf_path=path,
     )
 
 

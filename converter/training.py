@@ -41,6 +41,7 @@ class TrainSettings:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 50
     resume: bool = False
+    fsdp: bool = False  # under torchrun: shard the model (FSDP2) instead of copying it (DDP)
 
     def check(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -131,32 +132,45 @@ def batch_indices(n_rows: int, batch_size: int, step: int, seed: int) -> torch.T
     return torch.tensor(out)
 
 
-def _named_trainable(model: nn.Module) -> dict[str, nn.Parameter]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+def _options(**kw):
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
 
 
-def save_checkpoint(folder: Path, model: nn.Module, optimizer, step: int, losses: list[float], meta: dict) -> None:
-    """Write atomically: a killed run leaves the previous checkpoint whole."""
+def _trainable_names(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Whole tensors on every process, whether the model is plain, DDP-wrapped or FSDP-sharded
+    (collective under torchrun: every process must call it)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_options())
+
+
+def save_checkpoint(folder: Path, model: nn.Module, optimizer, step: int, losses: list[float], meta: dict,
+                    main: bool = True) -> None:
+    """Trainable tensors and optimizer state as safetensors, the position as JSON; written
+    atomically by rank 0, so a killed run leaves the previous checkpoint whole. Collective."""
     from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
+    names = _trainable_names(model)
+    weights = {n: t for n, t in full_model_state(model).items() if n in names}
+    optim = get_optimizer_state_dict(model, optimizer, options=_options())
+    if not main:
+        return
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    params = _named_trainable(model)
-    save_file({n: p.detach().contiguous() for n, p in params.items()}, tmp / "trainable.safetensors")
-    index = {id(p): n for n, p in params.items()}
-    opt_tensors, opt_scalars = {}, {}
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for key, value in optimizer.state.get(p, {}).items():
-                name = f"{index[id(p)]}::{key}"
-                if torch.is_tensor(value) and value.dim() > 0:
-                    opt_tensors[name] = value.contiguous()
-                else:
-                    opt_scalars[name] = float(value)
-    save_file(opt_tensors, tmp / "optimizer.safetensors")
-    state = {"step": step, "losses": losses, "optimizer_scalars": opt_scalars, **meta}
+    save_file({n: t.detach().contiguous().cpu() for n, t in weights.items()}, tmp / "trainable.safetensors")
+    flat = {f"{n}::{k}": torch.as_tensor(v).detach().contiguous().cpu()
+            for n, entry in optim["state"].items() for k, v in entry.items()}
+    save_file(flat, tmp / "optimizer.safetensors")
+    state = {"step": step, "losses": losses, **meta}
     (tmp / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1))
     if folder.exists():
         shutil.rmtree(folder)
@@ -164,7 +178,10 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer, step: int, losses
 
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer, meta: dict) -> tuple[int, list[float]]:
+    """Every process reads the checkpoint; its tensors are whole, so it resumes under any
+    number of processes, plain, DDP or FSDP."""
     from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     folder = Path(folder)
     state_file = folder / CHECKPOINT_STATE
@@ -174,21 +191,54 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer, meta: dict) -> tu
     for key, value in meta.items():
         if state.get(key) != value:
             raise TrainingError(f"checkpoint {folder} was made with {key}={state.get(key)!r}, this run has {value!r}")
-    params = _named_trainable(model)
     saved = load_file(folder / "trainable.safetensors")
-    if set(saved) != set(params):
+    if set(saved) != _trainable_names(model):
         raise TrainingError(f"checkpoint {folder} holds other trainable tensors than this model")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(saved[n])
-    opt_tensors = load_file(folder / "optimizer.safetensors")
-    scalars = state["optimizer_scalars"]
-    for n, p in params.items():
-        entry = {k.split("::", 1)[1]: v for k, v in opt_tensors.items() if k.split("::", 1)[0] == n}
-        entry.update({k.split("::", 1)[1]: torch.tensor(v) for k, v in scalars.items() if k.split("::", 1)[0] == n})
-        if entry:
-            optimizer.state[p] = entry
+    set_model_state_dict(model, saved, options=_options(strict=False))
+    optim_state: dict[str, dict] = {}
+    for key, value in load_file(folder / "optimizer.safetensors").items():
+        name, _, field_name = key.partition("::")
+        optim_state.setdefault(name, {})[field_name] = value
+    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": sorted(optim_state)}
+              for g in optimizer.param_groups]
+    set_optimizer_state_dict(model, optimizer, {"state": optim_state, "param_groups": groups}, options=_options())
     return int(state["step"]), list(state["losses"])
+
+
+def wrap_for_processes(model: nn.Module, dist: Distributed, fsdp: bool) -> nn.Module:
+    """Single process: the model. Under torchrun: DDP (a whole copy per process, gradients
+    averaged), or with fsdp=True FSDP2 (each decoder layer and the rest sharded over the
+    processes: for models that do not fit one device)."""
+    if dist.world == 1:
+        if fsdp:
+            raise TrainingError("--fsdp shards the model over torchrun's processes: run it under "
+                                "torchrun --nproc_per_node N (N > 1)")
+        return model
+    if not fsdp:
+        return nn.parallel.DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard
+
+    layers = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    for layer in (layers[0] if layers else []):  # the decoder layers: one shard group each
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+def gather_unsharded(model: nn.Module, rebuild: Callable[[], nn.Module], dist: Distributed) -> nn.Module | None:
+    """After FSDP training: the whole trained model, rebuilt plain on rank 0 (None elsewhere).
+    Collective: every process must call it."""
+    state = full_model_state(model)
+    if not dist.main:
+        return None
+    fresh = rebuild()
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(fresh.config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        raise TrainingError(f"the trained weights do not fit the model (missing {sorted(missing)[:3]}, "
+                            f"unexpected {sorted(unexpected)[:3]})")
+    fresh.tie_weights()
+    return fresh.eval()
 
 
 LossFn = Callable[[nn.Module, TokenRows], torch.Tensor]
@@ -208,12 +258,10 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
     if settings.batch_size % dist.world:
         raise TrainingError(f"--batch-size {settings.batch_size} must be a multiple of the {dist.world} processes")
     torch.manual_seed(settings.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
+    if not any(p.requires_grad for p in model.parameters()):
         raise TrainingError("nothing to train: the model has no trainable parameters")
-    wrapped = model
-    if dist.world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model)
+    wrapped = wrap_for_processes(model, dist, settings.fsdp)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # FSDP's sharded parameters, if sharded
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     meta = {**meta, "batch_size": settings.batch_size, "seed": settings.seed, "rows": len(rows)}
     step, losses = 0, []
@@ -244,11 +292,10 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
             losses.append(round(dist.mean(float(loss.detach())), 6))
             progress.advance(losses[-1])
             if settings.checkpoint_dir and step % settings.checkpoint_every == 0:
-                if dist.main:
-                    save_checkpoint(Path(settings.checkpoint_dir), model, optimizer, step, losses, meta)
+                save_checkpoint(Path(settings.checkpoint_dir), model, optimizer, step, losses, meta, dist.main)
                 dist.barrier()
-        if settings.checkpoint_dir and step > resumed_from and dist.main:
-            save_checkpoint(Path(settings.checkpoint_dir), model, optimizer, step, losses, meta)
+        if settings.checkpoint_dir and step > resumed_from and step % settings.checkpoint_every:
+            save_checkpoint(Path(settings.checkpoint_dir), model, optimizer, step, losses, meta, dist.main)
         dist.barrier()
     finally:
         progress.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -16,7 +15,7 @@ def render(text: str) -> str:
     start = text.index("```\n=== ")
     end = text.index("```", start + 3)
     parts = []
-    for name in re.findall(r"^=== (\S+)$", text[start:end], re.M):
+    for name in cli.commands:  # every command, in the order the CLI defines them
         result = CliRunner().invoke(cli, [name, "--help"], prog_name="pocketlm", terminal_width=100)
         parts.append(f"=== {name}\n{result.output.rstrip()}\n")
     return text[:start] + "```\n" + "\n".join(parts) + text[end:]

@@ -27,7 +27,8 @@ def cli():
 @click.option("--delegate", default=None,
               help="Backend delegate (executorch: xnnpack (default), coreml, or mps where installed).")
 @click.option("--quant", default=None,
-              help="executorch: fp32, 8da4w (default), 8da8w or int8 (weight-only); with --delegate coreml: fp16. "
+              help="executorch: fp32, 8da4w (default), 8da4w-hqq (HQQ-chosen scales), 8da8w or int8 (weight-only); "
+                   "with --delegate coreml: fp16. "
                    "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md). "
                    "coreml: fp16, int8 (default), int4-block, palettize4/6/8, prune50, prune50+palettize4 "
                    "(see docs/coreml.md).")
@@ -121,6 +122,8 @@ def _training_options(f):
                      help="Save a resumable checkpoint here (safetensors + JSON)."),
         click.option("--checkpoint-every", default=50, show_default=True, help="Steps between checkpoints."),
         click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir."),
+        click.option("--fsdp", is_flag=True, help="Under torchrun: shard the model over the processes (FSDP2) "
+                     "instead of a whole copy in each (DDP), for models that do not fit one device."),
         click.option("-o", "--output", type=click.Path(), required=True, help="Model folder to write."),
         click.option("--force", is_flag=True, help="Replace the output folder if it exists."),
     ]):
@@ -128,10 +131,10 @@ def _training_options(f):
     return f
 
 
-def _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume):
+def _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, fsdp):
     return _converter("training").TrainSettings(
         steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every, resume=resume)
+        checkpoint_every=checkpoint_every, resume=resume, fsdp=fsdp)
 
 
 def _print_summary(summary: dict) -> None:
@@ -191,7 +194,8 @@ def prune(source, output, mlp, heads, layers, multiple_of, unstructured, two_fou
 @click.option("--new-tokens", default=96, show_default=True, help="sequence: tokens the teacher generates.")
 @_training_options
 def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_size, prompt_tokens, new_tokens,
-            steps, minutes, batch_size, seq_len, lr, seed, checkpoint_dir, checkpoint_every, resume, output, force):
+            steps, minutes, batch_size, seq_len, lr, seed, checkpoint_dir, checkpoint_every, resume, fsdp, output,
+            force):
     """Distil TEACHER into STUDENT on a text; writes the student as a model folder.
 
     Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
@@ -199,7 +203,7 @@ def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_s
     m = _converter("distill")
     settings = m.DistillSettings(mode=mode, temperature=temperature, hard_weight=hard_weight, seq_len=seq_len,
                                  qat=qat, group_size=group_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens)
-    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume)
+    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, fsdp)
     _print_summary(m.distill(teacher, student, data, output, settings, train, force=force, console=_console()))
 
 
@@ -214,7 +218,7 @@ def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_s
                                              "down_proj")), show_default=True, help="Modules to adapt.")
 @_training_options
 def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_size, seq_len, lr, seed,
-             checkpoint_dir, checkpoint_every, resume, output, force):
+             checkpoint_dir, checkpoint_every, resume, fsdp, output, force):
     """LoRA-fine-tune SOURCE (peft) and write it with the adapters merged into the weights.
 
     Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
@@ -222,7 +226,7 @@ def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_
     m = _converter("finetune")
     settings = m.LoraSettings(rank=rank, alpha=alpha, dropout=dropout, seq_len=seq_len,
                               targets=tuple(t.strip() for t in targets.split(",") if t.strip()))
-    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume)
+    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, fsdp)
     _print_summary(m.finetune(source, data, output, settings, train, force=force, console=_console()))
 
 

@@ -279,21 +279,48 @@ def test_finetune_writes_a_merged_model_that_learned(tiny_model_dir, tmp_path):
 
 
 # ------------------------------------------------------------------ data parallel (torchrun, gloo)
-def test_distill_under_torchrun_matches_one_process(pruned, tiny_model_dir, tmp_path, text_file):
-    """2 processes x 2 rows with averaged gradients take the same steps as 1 process x 4 rows."""
+def _torchrun(args: list[str]) -> dict:
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
-    args = ["distill", "--teacher", str(tiny_model_dir("llama")), "--student", str(pruned[0]), "--data",
-            str(text_file), "--seq-len", "32", "--steps", "3", "--batch-size", "4", "--lr", "1e-3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "pocketlm", *args,
-                          "-o", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "pocketlm", *args],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert json.loads(run.stdout)["world_size"] == 2
-    distill(str(tiny_model_dir("llama")), str(pruned[0]), str(text_file), tmp_path / "one", DistillSettings(seq_len=32),
-            TrainSettings(steps=3, batch_size=4, lr=1e-3))
-    a, b, start = _safetensors(tmp_path / "ddp"), _safetensors(tmp_path / "one"), _safetensors(pruned[0])
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-    assert max(float((start[k] - b[k]).abs().max()) for k in a) > 1e-4  # and training did move the weights
+    return json.loads(run.stdout)
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_distill_under_torchrun_matches_one_process(sharding, pruned, tiny_model_dir, tmp_path, text_file):
+    """2 processes x 2 rows take the same steps as 1 process x 4 rows: DDP (whole copies, averaged
+    gradients) and FSDP (sharded); an FSDP checkpoint resumes in a single process."""
+    teacher, student = str(tiny_model_dir("llama")), str(pruned[0])
+    args = ["distill", "--teacher", teacher, "--student", student, "--data", str(text_file), "--seq-len", "32",
+            "--batch-size", "4", "--lr", "1e-3"]
+    ckpt = tmp_path / "ckpt"
+    summary = _torchrun(args + ["--steps", "3", "-o", str(tmp_path / "multi"), "--checkpoint-dir", str(ckpt)]
+                        + (["--fsdp"] if sharding == "fsdp" else []))
+    assert summary["world_size"] == 2
+    one = dict(batch_size=4, lr=1e-3)
+    distill(teacher, student, str(text_file), tmp_path / "one", DistillSettings(seq_len=32),
+            TrainSettings(steps=3, **one))
+    multi, single, start = _safetensors(tmp_path / "multi"), _safetensors(tmp_path / "one"), _safetensors(pruned[0])
+    assert _max_diff(multi, single) < 1e-5
+    assert _max_diff(start, single) > 1e-4  # and training did move the weights
+    distill(teacher, student, str(text_file), tmp_path / "straight", DistillSettings(seq_len=32),
+            TrainSettings(steps=5, **one))
+    resumed = distill(teacher, student, str(text_file), tmp_path / "resumed", DistillSettings(seq_len=32),
+                      TrainSettings(steps=5, checkpoint_dir=str(ckpt), resume=True, **one))
+    assert resumed["resumed_from"] == 3
+    assert _max_diff(_safetensors(tmp_path / "straight"), _safetensors(tmp_path / "resumed")) < 1e-5
+
+
+def test_fsdp_needs_torchrun(pruned, tiny_model_dir, tmp_path, text_file):
+    with pytest.raises(TrainingError, match="under torchrun"):
+        distill(str(tiny_model_dir("llama")), str(pruned[0]), str(text_file), tmp_path / "d",
+                DistillSettings(seq_len=32), TrainSettings(steps=1, fsdp=True))
 
 
 # ------------------------------------------------------------------ recipe files
@@ -365,3 +392,44 @@ def test_hqq_recipe_lowers_with_other_scales_on_the_same_grid(tiny_bundle):
     assert hqq["compression"]["linear"]["qparams"] == "hqq"
     assert hqq["report"]["parity"]["vs_quantized_eager"]["top1_agreement"] == 1.0
     assert hqq["report"]["delegation"] == affine["report"]["delegation"]  # same kernels, same ops outside
+
+
+# ------------------------------------------------------------------ the CLI
+def test_cli_prune_then_finetune_then_convert_with_a_recipe(capsys, tiny_model_dir, tmp_path, text_file):
+    from pocketlm.cli import main
+
+    src = str(tiny_model_dir("qwen3"))
+    assert main(["prune", src, "-o", str(tmp_path / "p"), "--mlp", "0.5", "--multiple-of", "32",
+                 "--calibration", str(text_file), "--seq-len", "32", "--calibration-rows", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["structure"]["intermediate_size"] == 64
+    assert main(["finetune", str(tmp_path / "p"), "--data", str(text_file), "--seq-len", "32", "--steps", "2",
+                 "--batch-size", "2", "-o", str(tmp_path / "ft")]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    # --recipe with an option given on the command line: it overrides the recipe's convert step
+    assert main(["convert", str(tmp_path / "ft"), "--recipe", "most-accurate", "--quant", "fp32", "--max-context",
+                 "64", "--max-prefill", "16", "--parity-tokens", "40", "-o", str(tmp_path / "b")]) == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["compression"]["recipe"] == "fp32+emb-int8"  # the recipe's embedding, the command's quant
+    assert manifest["compression"]["recipe_file"]["name"] == "most-accurate"
+    assert [h["step"] for h in manifest["model"]["source"]["history"]] == ["prune", "finetune"]
+
+
+def test_cli_errors_are_one_line(capsys, tiny_model_dir, tmp_path, text_file):
+    from pocketlm.cli import main
+
+    src = str(tiny_model_dir("llama"))
+    cases = [
+        (["prune", src, "-o", str(tmp_path / "p"), "--heads", "0.9"], "would remove every KV head"),
+        (["distill", "--teacher", src, "--student", src, "--data", str(tmp_path / "none.txt"), "--steps", "1",
+          "-o", str(tmp_path / "d")], "not found"),
+        (["distill", "--teacher", src, "--student", src, "--data", str(text_file), "-o", str(tmp_path / "d")],
+         "give a budget"),
+        (["convert", src, "--recipe", "no-such-recipe"], "neither a file nor a shipped recipe"),
+    ]
+    capsys.readouterr()  # what the fixtures printed
+    for args, message in cases:
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()  # (model loading may show a progress bar first)
+        assert [line for line in err if line.startswith("error:")] == [err[-1]] and message in err[-1], err
+        assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "p").exists() and not (tmp_path / "d").exists()

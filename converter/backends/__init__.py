@@ -44,6 +44,7 @@ class LoweringJob:
     parity_tokens: list[int] = field(default_factory=list)  # the parity check's tokens …
     float_logits: object = None  # … and the float model's logits on them ([tokens, vocab])
     float_perplexity: dict | None = None  # the float model's report perplexity (eager_perplexity)
+    gguf_path: Path | None = None  # a GGUF source's file (Core ML --quant gguf keeps its blocks)
 
 
 def get_backend(target: str, delegate: str | None = None):

@@ -125,24 +125,46 @@ def convert_float(job):
     return model
 
 
-def compress(model, recipe):
-    """Apply the recipe's steps; the rotary tables, norms and biases stay float16 by name."""
+def compress(model, recipe, job=None):
+    """Apply the recipe's steps; the rotary tables, norms and biases stay float16 by name.
+    Returns the model and, for --quant gguf, each weight's expected storage."""
     prog = model._mil_program
+    if any(isinstance(s, coreml_recipes.KeepGGUF) for s in recipe.steps):
+        return keep_gguf_grid(model, job)
     with _quiet():
         return coreml_recipes.apply_steps(
             model, recipe,
             excluded=coreml_program.non_weight_consts(prog),
             embedding_consts=coreml_program.embedding_consts(prog),
             all_weights=coreml_program.weight_consts(prog),
-        )
+        ), None
 
 
-def check_applied(summary, recipe) -> None:
-    """Every weight must carry what the recipe claims; a weight left float16 fails the conversion."""
+def keep_gguf_grid(model, job):
+    from .. import gguf_grid
+
+    path = gguf_grid.require_gguf(job.gguf_path)
+    weights = coreml_program.weight_consts(model._mil_program)
+    consts = params_by_const_name(job.decoder)
+    by_base = {w: consts[coreml_program.base_name(w)] for w in weights}
+    grids, missing = gguf_grid.grids_for_consts(path, job.hf_model, by_base)
+    if missing:
+        raise RecipeError(
+            f"--quant gguf: {len(missing)} weight(s) of {path.name} are not in a block format Core ML holds "
+            f"unchanged ({', '.join(gguf_grid.SUPPORTED)}): {', '.join(missing[:4])}"
+            + (" …" if len(missing) > 4 else "") + "; use another --quant")
+    with _quiet():
+        model = gguf_grid.apply_to_coreml(model, grids)
+    return model, {coreml_program.base_name(c): gguf_grid.expected_storage(g) for c, g in grids.items()}
+
+
+def check_applied(summary, recipe, expected: dict | None = None) -> None:
+    """Every weight must carry what the recipe claims (`expected`: per weight, where the recipe
+    decides weight by weight); a weight left float16 fails the conversion."""
     wrong = []
     for w in summary.weights:
         is_embedding = "gather" in w.used_by
-        want = coreml_recipes.expected_storage(recipe, is_embedding)
+        want = expected[w.name] if expected else coreml_recipes.expected_storage(recipe, is_embedding)
         got = (w.storage, w.bits, w.block_size, w.lut_group_size)
         if got != want[:4] or (want[4] is not None and (w.sparsity is None or abs(w.sparsity - want[4]) > 0.02)):
             wrong.append(f"{w.name}: stored {w.storage}/{w.bits}-bit, block {w.block_size}, lut group "
@@ -241,14 +263,14 @@ def lower(job) -> dict:
     load_custom_ops()
     job.decoder.eval()
     model = convert_float(job)
-    model = compress(model, job.recipe)
+    model, expected = compress(model, job.recipe, job)
     path = job.out_dir / PROGRAM_FILE
     with _quiet():
         model.save(str(path))
     del model
     prog = coreml_program.load_program(path)  # everything below is read back from what was written
     summary = coreml_program.summarize(prog)
-    check_applied(summary, job.recipe)
+    check_applied(summary, job.recipe, expected)
     check = weights_check(job, coreml_program.decompressed_weights(prog))
     names = params_by_const_name(job.decoder)
     return {

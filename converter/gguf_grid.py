@@ -1,0 +1,176 @@
+"""Keep a GGUF's own quantization grid: its blocks become Core ML blockwise weights, unchanged.
+
+A GGUF source is already quantized (SmolLM2 here: Q4_1). Requantizing its dequantized
+weights onto another 4-bit grid rounds every weight a second time: that, not 4 bits as
+such, is most of what `--quant 8da4w` costs on such a source. Core ML's
+constexpr_blockwise_shift_scale (iOS 18) computes w = scale · (data − offset) per block,
+and llama.cpp's simple block formats map onto it exactly:
+
+  Q4_0   w = d · (q − 8)     data uint4 q, scale d, offset 8 (uint4)
+  Q4_1   w = d · q + m       data uint4 q, scale d, offset −m/d (float16)
+  Q8_0   w = d · q           data int8 q, scale d
+(blocks of 32 weights along the input dimension; d and m are float16 in the file.)
+Only the Q4_1 offset is rounded (to float16): a weight moves by float16 rounding of its block's
+minimum, no more than storing the dequantized weight in float16 would.
+
+Which targets can hold such a grid: Core ML (above). ExecuTorch/XNNPACK cannot: its 4-bit
+kernels (QB4W) are symmetric, with no per-block minimum. LiteRT's int4 is symmetric per
+channel or block as well. Those targets requantize (see docs/compression.md).
+K-quants (Q4_K, Q6_K, as in Gemma 3's Q4_K_M) are not carried over yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pocketlm.errors import ConversionError, RecipeError
+
+BLOCK = 32
+SUPPORTED = ("Q4_0", "Q4_1", "Q8_0")
+
+
+@dataclass
+class GridWeight:
+    gguf_name: str
+    gguf_type: str
+    data: np.ndarray  # [rows, cols] uint8 codes 0..15 (Q4_*) or int8 (Q8_0)
+    scale: np.ndarray  # [rows, cols / 32] float16
+    offset: np.ndarray | None  # [rows, cols / 32]: uint8 (Q4_0) or float16 (Q4_1); None for Q8_0
+
+    def dequantized(self) -> np.ndarray:
+        """What Core ML computes from the stored block (float32)."""
+        scale = np.repeat(self.scale.astype(np.float32), BLOCK, axis=1)
+        data = self.data.astype(np.float32)
+        if self.offset is not None:
+            data = data - np.repeat(self.offset.astype(np.float32), BLOCK, axis=1)
+        return scale * data
+
+
+def decode(raw: np.ndarray, gguf_type: str, rows: int, cols: int):
+    """(codes [rows, cols], d [rows, cols/32] float16, m or None) from a tensor's raw blocks."""
+    nb = cols // BLOCK
+    size = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}[gguf_type]
+    blocks = np.ascontiguousarray(raw).reshape(rows, nb, size)
+    d = blocks[..., 0:2].copy().view(np.float16)[..., 0]
+    if gguf_type == "Q8_0":
+        return blocks[..., 2:].copy().view(np.int8).reshape(rows, cols), d, None
+    m = blocks[..., 2:4].copy().view(np.float16)[..., 0] if gguf_type == "Q4_1" else None
+    qs = blocks[..., 4:] if gguf_type == "Q4_1" else blocks[..., 2:]
+    codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # low nibbles: values 0-15; high: 16-31
+    return codes.reshape(rows, cols).astype(np.uint8), d, m
+
+
+def _to_grid(name: str, gguf_type: str, codes, d, m) -> GridWeight:
+    if gguf_type == "Q8_0":
+        return GridWeight(name, gguf_type, codes, d, None)
+    if gguf_type == "Q4_0":
+        return GridWeight(name, gguf_type, codes, d, np.full(d.shape, 8, np.uint8))
+    d32, m32 = d.astype(np.float32), m.astype(np.float32)
+    zero = d32 == 0  # a constant block: every weight is m (llama.cpp stores codes 0)
+    scale = np.where(zero, 1.0, d32)
+    offset = np.where(zero, -m32, -m32 / np.where(zero, 1.0, d32))
+    return GridWeight(name, gguf_type, codes, scale.astype(np.float16), offset.astype(np.float16))
+
+
+def read_grid(gguf_path: str | Path, hf_model) -> dict[str, GridWeight]:
+    """Hugging Face parameter name -> its GGUF blocks, for every tensor stored in a supported type.
+
+    Each grid is checked against the weights transformers dequantized from the same file, so a
+    wrong name mapping or row order cannot pass silently.
+    """
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+    )
+
+    reader = gguf.GGUFReader(str(gguf_path))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    to_hf = get_gguf_hf_weights_map(hf_model, TensorProcessor())
+    cfg = hf_model.config
+    processor = TENSOR_PROCESSORS.get(arch, TensorProcessor)(
+        config={"num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads})
+    params = dict(hf_model.named_parameters(remove_duplicate=False))
+    out = {}
+    for tensor in reader.tensors:
+        kind = tensor.tensor_type.name
+        hf_name = to_hf.get(tensor.name)
+        if kind not in SUPPORTED or hf_name is None or hf_name not in params:
+            continue
+        cols, rows = (int(x) for x in tensor.shape[:2])
+        codes, d, m = decode(tensor.data, kind, rows, cols)
+        # transformers reorders some rows on load (llama's q/k rotary layout): the same order here
+        order = processor.process(np.arange(rows).reshape(rows, 1), tensor.name).weights.reshape(-1)
+        codes, d = codes[order], d[order]
+        m = None if m is None else m[order]
+        grid = _to_grid(tensor.name, kind, codes, d, m)
+        reference = params[hf_name].detach().float().numpy()
+        if reference.shape != grid.data.shape:
+            raise ConversionError(f"GGUF tensor {tensor.name} {grid.data.shape} does not match {hf_name} "
+                                  f"{reference.shape}")
+        err = np.abs(grid.dequantized() - reference).max()
+        if err > 1e-3 * max(1e-6, float(np.abs(reference).max())):
+            raise ConversionError(f"GGUF blocks of {tensor.name} do not reproduce {hf_name} as transformers loaded "
+                                  f"it (max |Δ| {err:.3g}); pocketlm does not write a grid it cannot verify")
+        out[hf_name] = grid
+    return out
+
+
+def grids_for_consts(gguf_path, hf_model, const_params: dict) -> tuple[dict[str, GridWeight], list[str]]:
+    """Program constant name -> grid; and the weight constants with no grid (named, for the error)."""
+    grid = read_grid(gguf_path, hf_model)
+    name_of = {id(p): n for n, p in hf_model.named_parameters(remove_duplicate=False)}
+    out, missing = {}, []
+    for const, (_, param) in const_params.items():
+        hf_name = name_of.get(id(param))
+        if hf_name in grid:
+            out[const] = grid[hf_name]
+        else:
+            missing.append(hf_name or const)
+    return out, missing
+
+
+def apply_to_coreml(model, grids: dict[str, GridWeight]):
+    """Replace each weight constant named in `grids` by a constexpr_blockwise_shift_scale of its blocks."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+    from coremltools.models.utils import _apply_graph_pass
+
+    class KeepGGUFGrid(AbstractGraphPass):
+        def apply(self, prog):
+            block = prog.functions["main"]
+            with block:
+                for op in list(block.operations):
+                    if op.op_type != "const" or op.name not in grids:
+                        continue
+                    g = grids[op.name]
+                    four_bit = g.gguf_type.startswith("Q4")
+                    data = g.data.astype(types.np_uint4_dtype) if four_bit else g.data
+                    offset = g.offset
+                    if offset is not None and g.gguf_type == "Q4_0":
+                        offset = offset.astype(types.np_uint4_dtype)
+                    new = mb.constexpr_blockwise_shift_scale(
+                        data=data, scale=g.scale, before_op=op, name=op.name + "_quantized",
+                        **({"offset": offset} if offset is not None else {}))
+                    block.replace_uses_of_var_after_op(anchor_op=op, old_var=op.outputs[0], new_var=new,
+                                                       no_check_var_types=True)
+                    block.remove_ops([op])
+
+    return _apply_graph_pass(model, KeepGGUFGrid(), spec_version=model.get_spec().specificationVersion)
+
+
+def expected_storage(g: GridWeight) -> tuple:
+    """(storage, bits, block_size, lut_group_size, sparsity) in coreml_program.WeightInfo's terms."""
+    return ("uint4", 4, BLOCK, None, None) if g.gguf_type.startswith("Q4") else ("int8", 8, BLOCK, None, None)
+
+
+def require_gguf(gguf_path) -> Path:
+    if gguf_path is None:
+        raise RecipeError("--quant gguf keeps a GGUF source's own blocks: the source must be a .gguf file or a "
+                          "named model")
+    return Path(gguf_path)
