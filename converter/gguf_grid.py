@@ -123,10 +123,12 @@ def read_grid(gguf_path: str | Path, hf_model) -> dict[str, GridWeight]:
 def grids_for_consts(gguf_path, hf_model, const_params: dict) -> tuple[dict[str, GridWeight], list[str]]:
     """Program constant name -> grid; and the weight constants with no grid (named, for the error)."""
     grid = read_grid(gguf_path, hf_model)
-    name_of = {id(p): n for n, p in hf_model.named_parameters(remove_duplicate=False)}
+    # by storage, not identity: the decoder wraps some tensors in parameters of its own (the
+    # embedding), and a tied head shares the embedding's storage
+    name_of = {p.data_ptr(): n for n, p in hf_model.named_parameters(remove_duplicate=False) if n in grid}
     out, missing = {}, []
     for const, (_, param) in const_params.items():
-        hf_name = name_of.get(id(param))
+        hf_name = name_of.get(param.data_ptr())
         if hf_name in grid:
             out[const] = grid[hf_name]
         else:

@@ -42,6 +42,7 @@ class TrainSettings:
     checkpoint_every: int = 50
     resume: bool = False
     fsdp: bool = False  # under torchrun: shard the model (FSDP2) instead of copying it (DDP)
+    bf16: bool = False  # matmuls in bfloat16 (autocast), weights and optimizer state stay float32
 
     def check(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -282,7 +283,8 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
                 group["lr"] = settings.lr * min(1.0, (step + 1) / max(1, settings.warmup_steps))
             index = batch_indices(len(rows), settings.batch_size, step, settings.seed)
             batch = rows.select(index[dist.rank * per_rank : (dist.rank + 1) * per_rank])
-            loss = loss_fn(wrapped, batch)
+            with _autocast(settings.bf16):
+                loss = loss_fn(wrapped, batch)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -301,6 +303,14 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
         progress.close()
         model.eval()
     return TrainResult(step, round(time.perf_counter() - started, 1), losses, resumed_from, dist.world)
+
+
+def _autocast(bf16: bool):
+    import contextlib
+
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
 
 
 class _progress:

@@ -147,6 +147,13 @@ def test_distillation_brings_a_pruned_student_closer_to_its_teacher(pruned, tiny
     assert [h["step"] for h in history] == ["prune", "distill"]
 
 
+def test_bf16_distillation_keeps_float32_weights(pruned, tiny_model_dir, tmp_path, text_file):
+    summary = distill(str(tiny_model_dir("llama")), str(pruned[0]), str(text_file), tmp_path / "d",
+                      DistillSettings(seq_len=32), TrainSettings(steps=10, bf16=True, **TINY_TRAIN))
+    assert summary["last_loss"] < summary["first_loss"]
+    assert {t.dtype for t in _safetensors(tmp_path / "d").values()} == {torch.float32}
+
+
 def test_sequence_level_distillation_trains_on_teacher_generations(pruned, tiny_model_dir, tmp_path, text_file):
     folder, _ = pruned
     settings = DistillSettings(mode="sequence", seq_len=32, prompt_tokens=8, new_tokens=16)

@@ -50,3 +50,23 @@ def test_answers_like_the_float_model_on_macos(bundle):
     from shared_checks import assert_greedy_chat_answers_paris
 
     assert_greedy_chat_answers_paris(bundle.path)
+
+
+@pytest.fixture(scope="module")
+def gguf_bundle(real_bundle):
+    return read_bundle(real_bundle("smollm2-135m", "gguf", CONTEXT, target="coreml"))
+
+
+def test_gguf_blocks_are_kept_exactly(gguf_bundle):
+    """--quant gguf: SmolLM2's Q4_1 linears and Q8_0 embedding stored as the file holds them, so the
+    stored weights are the float model's own (it is the dequantized GGUF): no second rounding."""
+    from pocketlm.coreml_program import load_program, summarize
+
+    summary = summarize(load_program(gguf_bundle.file("model.mlpackage")))
+    storage = {(w.storage, w.block_size) for w in summary.weights}
+    assert storage == {("uint4", 32), ("int8", 32)}
+    assert [w.name for w in summary.weights if w.storage == "int8"] == ["decoder_embed_tokens_weight"]
+    check = gguf_bundle.manifest["report"]["weights_check"]
+    assert check["vs_float"]["top1_agreement"] >= 0.98
+    assert abs(check["perplexity"]["delta_pct"]) < 0.2  # int4-block requantized: +56%
+    assert gguf_bundle.manifest["report"]["size_bytes"] < 115e6
