@@ -66,9 +66,10 @@ def history_line(source: str) -> str:
         if step["step"] == "prune":
             parts.append(f"prune ({step['parameters_removed_pct']}% of parameters)")
         else:
-            parts.append(f"{step['step']} {step['steps']} steps / {step['seconds'] / 60:.1f} min, "
-                         f"{step['trained_tokens'] * step['steps'] * 8 // max(step['rows'], 1) // 8:,} tokens seen"
-                         if "rows" in step else f"{step['step']} {step['steps']} steps")
+            seen = step.get("tokens_seen") or step["steps"] * 8 * 256  # runs before tokens_seen: batch 8 x 256
+            qat = f", QAT {step['settings']['qat']}" if step.get("settings", {}).get("qat") else ""
+            parts.append(f"{step['step']}{qat}: {step['steps']} steps, {seen / 1e3:.0f}k tokens, "
+                         f"{step['seconds'] / 60:.1f} min")
     return "; ".join(parts)
 
 

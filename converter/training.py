@@ -64,11 +64,14 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean loss of each step, over all processes
     resumed_from: int = 0
     world_size: int = 1
+    batch_size: int = 0  # rows per step, over all processes
+    seq_len: int = 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["first_loss"] = self.losses[0] if self.losses else None
         d["last_loss"] = self.losses[-1] if self.losses else None
+        d["tokens_seen"] = self.steps * self.batch_size * self.seq_len
         del d["losses"]
         return d
 
@@ -302,7 +305,8 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
     finally:
         progress.close()
         model.eval()
-    return TrainResult(step, round(time.perf_counter() - started, 1), losses, resumed_from, dist.world)
+    return TrainResult(step, round(time.perf_counter() - started, 1), losses, resumed_from, dist.world,
+                       settings.batch_size, int(rows.input_ids.shape[1]))
 
 
 def _autocast(bf16: bool):

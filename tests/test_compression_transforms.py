@@ -88,12 +88,13 @@ def test_pruning_keeps_the_most_important_channels(tiny_model_dir, tmp_path, tex
     assert drift(keep_best=True) < drift(keep_best=False)
 
 
-def test_pruned_model_lowers_to_executorch(pruned, tmp_path):
+@pytest.mark.parametrize("target, quant", [("executorch", "fp32"), ("tflite", "fp32"), ("coreml", "fp16")])
+def test_pruned_model_lowers_to_every_target(target, quant, pruned, tmp_path):
     from pocketlm.converter.convert import convert
 
     folder, summary = pruned
-    bundle = convert(str(folder), tmp_path / "b", quant="fp32", max_context=64, max_prefill=16, parity_tokens=40,
-                     console=QUIET)
+    bundle = convert(str(folder), tmp_path / "b", target=target, quant=quant, max_context=64, max_prefill=16,
+                     parity_tokens=40, console=QUIET)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["model"]["parameters"] == summary["parameters_after"]
     assert manifest["model"]["shape"]["num_layers"] == 1 and manifest["model"]["shape"]["num_kv_heads"] == 1
