@@ -30,7 +30,7 @@ def cli():
               help="executorch: fp32, 8da4w (default), 8da4w-hqq (HQQ-chosen scales), 8da8w or int8 (weight-only); "
                    "with --delegate coreml: fp16. "
                    "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md). "
-                   "coreml: fp16, int8 (default), int4-block, palettize4/6/8, prune50, prune50+palettize4 "
+                   "coreml: fp16, int8 (default), int4-block, palettize4/6/8, prune50, prune50+palettize4, gguf "
                    "(see docs/coreml.md).")
 @click.option("--group-size", default=32, show_default=True,
               help="Group (block) size of 4-bit weights (and int4 embeddings); tflite: 32 or 64; "
