@@ -65,6 +65,18 @@ class Interrupts:
         if self.seen:
             raise KeyboardInterrupt
 
+    @contextlib.contextmanager
+    def as_interrupt(self):
+        """An error raised after Ctrl-C is the interruption, whatever a library turned it into."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            if self.seen:
+                raise KeyboardInterrupt from None
+            raise
+
 
 class Stages:
     """Prints each stage with a spinner while it runs and its wall time when done."""
@@ -192,7 +204,7 @@ def convert(
     interrupts = Interrupts()
     stage = Stages(console, interrupts)
 
-    with interrupts.installed(), staged_bundle(output, force=force) as staging:
+    with interrupts.installed(), interrupts.as_interrupt(), staged_bundle(output, force=force) as staging:
         with stage(f"load {source}"):
             from .sources import load_source, tokenizer_spec
 
