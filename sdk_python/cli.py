@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -724,4 +725,12 @@ def main(argv=None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # Interrupted: the work is cleaned up already. Leave without interpreter shutdown, where a
+        # library's thread or exit hook still unwinding from the Ctrl-C can turn the exit status into
+        # Python's own death-by-SIGINT (-2; seen once in CI after "interrupted" was printed).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
