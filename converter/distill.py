@@ -136,15 +136,9 @@ QAT_SCHEMES = ("8da4w", "8da8w")
 def qat_base_config(scheme: str, group_size: int):
     """The post-training config `convert --quant scheme` applies; QAT derives its fake quantizers from
     it, so training sees exactly the grid the bundle stores."""
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
-    from torchao.quantization.granularity import PerAxis, PerGroup
+    from pocketlm.converter.recipes import build_recipe, dynamic_activation_config
 
-    from pocketlm.converter.recipes import build_recipe
-
-    linear = build_recipe(scheme, group_size).linear
-    return Int8DynamicActivationIntxWeightConfig(
-        weight_dtype=torch.int4 if linear.weight_bits == 4 else torch.int8,
-        weight_granularity=PerGroup(linear.group_size) if linear.group_size else PerAxis(0))
+    return dynamic_activation_config(build_recipe(scheme, group_size).linear)
 
 
 def prepare_qat(model: nn.Module, scheme: str, group_size: int) -> list[str]:

@@ -114,6 +114,23 @@ class Int8WeightOnlyLinear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+def dynamic_activation_config(cfg: LinearQuant):
+    """torchao's config for an 8da* scheme: what convert applies, and what QAT derives its fake
+    quantizers from (distill.qat_base_config)."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig
+    from torchao.quantization.granularity import PerAxis, PerGroup
+    from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
+        IntxChooseQParamsAlgorithm,
+    )
+
+    return Int8DynamicActivationIntxWeightConfig(
+        weight_dtype=torch.int4 if cfg.weight_bits == 4 else torch.int8,
+        weight_granularity=PerGroup(cfg.group_size) if cfg.group_size else PerAxis(0),
+        intx_choose_qparams_algorithm=IntxChooseQParamsAlgorithm(
+            "hqq_scale_only" if cfg.qparams == "hqq" else "affine"),
+    )
+
+
 def _suggest_group_sizes(widths: set[int]) -> str:
     ok = [g for g in (32, 64, 128, 256) if all(w % g == 0 for w in widths)]
     return ", ".join(map(str, ok)) or "none of 32/64/128/256"
@@ -139,18 +156,9 @@ def _apply_linear(model: nn.Module, cfg: LinearQuant, allow_skip: bool) -> Quant
     skip_names = {s["name"] for s in skipped}
     targets = [n for n, _ in linears if n not in skip_names]
     if cfg.dynamic_activations:
-        from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
-        from torchao.quantization.granularity import PerAxis, PerGroup
-        from torchao.quantization.quantize_.workflows.intx.intx_choose_qparams_algorithm import (
-            IntxChooseQParamsAlgorithm,
-        )
+        from torchao.quantization import quantize_
 
-        config = Int8DynamicActivationIntxWeightConfig(
-            weight_dtype=torch.int4 if cfg.weight_bits == 4 else torch.int8,
-            weight_granularity=PerGroup(cfg.group_size) if cfg.group_size else PerAxis(0),
-            intx_choose_qparams_algorithm=IntxChooseQParamsAlgorithm(
-                "hqq_scale_only" if cfg.qparams == "hqq" else "affine"),
-        )
+        config = dynamic_activation_config(cfg)
         wanted = set(targets)
         quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)
     else:
