@@ -187,6 +187,8 @@ def _check_loaded(loaded: LoadedModel) -> None:
 
 def tokenizer_spec(tokenizer, model) -> dict:
     """The manifest's tokenizer section, read off a transformers tokenizer and generation config."""
+    from pocketlm.tokenizer import chat_format_of
+
     eos = set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     for value in (gen_eos, tokenizer.eos_token_id):
@@ -199,6 +201,7 @@ def tokenizer_spec(tokenizer, model) -> dict:
     bos = tokenizer.bos_token_id
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    special = {k: str(v) for k, v in (("bos_token", tokenizer.bos_token), ("eos_token", tokenizer.eos_token)) if v}
     return {
         "file": "tokenizer.json",
         "config_file": "tokenizer_config.json",
@@ -206,8 +209,7 @@ def tokenizer_spec(tokenizer, model) -> dict:
         "eos_token_ids": sorted(eos),
         "pad_token_id": tokenizer.pad_token_id,
         "add_bos_token": bool(bos is not None and probe and probe[0] == bos),
-        "special_tokens": {
-            k: str(v) for k, v in (("bos_token", tokenizer.bos_token), ("eos_token", tokenizer.eos_token)) if v
-        },
+        "special_tokens": special,
         "chat_template": template,
+        "chat_format": chat_format_of({"chat_template": template, "special_tokens": special}),
     }

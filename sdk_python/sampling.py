@@ -41,6 +41,14 @@ class Sampler:
         self.rng = np.random.default_rng(params.seed)
 
     def __call__(self, logits: np.ndarray, history: list[int]) -> int:
+        logits = self.penalized(logits, history)
+        if self.params.temperature == 0.0:
+            return int(np.argmax(logits))
+        probs = self.probabilities(logits)
+        return int(self.rng.choice(probs.shape[0], p=probs))
+
+    def penalized(self, logits: np.ndarray, history: list[int]) -> np.ndarray:
+        """Logits with the repetition penalty applied to every token already in `history`."""
         p = self.params
         logits = np.asarray(logits, dtype=np.float32).reshape(-1)
         if p.repetition_penalty != 1.0 and history:
@@ -49,8 +57,11 @@ class Sampler:
             seen = seen[seen < logits.shape[0]]
             vals = logits[seen]
             logits[seen] = np.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
-        if p.temperature == 0.0:
-            return int(np.argmax(logits))
+        return logits
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """The distribution a token is drawn from (temperature > 0): tempered, top-k, then top-p."""
+        p = self.params
         logits = logits / p.temperature
         if p.top_k and p.top_k < logits.shape[0]:
             kth = np.partition(logits, -p.top_k)[-p.top_k]
@@ -58,10 +69,10 @@ class Sampler:
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         if p.top_p < 1.0:
-            order = np.argsort(-probs)
+            order = np.argsort(-probs, kind="stable")
             cumulative = np.cumsum(probs[order])
             keep = order[: int(np.searchsorted(cumulative, p.top_p)) + 1]  # smallest set reaching top_p
             mask = np.zeros_like(probs)
             mask[keep] = probs[keep]
             probs = mask / mask.sum()
-        return int(self.rng.choice(probs.shape[0], p=probs))
+        return probs

@@ -51,13 +51,7 @@ class Tokenizer:
         for m in messages:
             if not isinstance(m, dict) or "role" not in m or "content" not in m:
                 raise GenerationError("chat messages must be dicts with 'role' and 'content'")
-        special = self.spec.get("special_tokens", {})
-        return self._template.render(
-            messages=messages,
-            add_generation_prompt=add_generation_prompt,
-            bos_token=special.get("bos_token", ""),
-            eos_token=special.get("eos_token", ""),
-        )
+        return render_template(self._template, self.spec.get("special_tokens", {}), messages, add_generation_prompt)
 
     def encode_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
         # The template writes the BOS it wants; adding another would shift the model off its training format.
@@ -65,18 +59,37 @@ class Tokenizer:
 
     @cached_property
     def _template(self):
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        return compile_template(self.chat_template)
 
-        def raise_exception(message):
-            raise TemplateError(message)
 
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-        )
-        env.globals["raise_exception"] = raise_exception
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        return env.from_string(self.chat_template)
+def compile_template(source: str):
+    """A chat template compiled the way transformers compiles it (sandboxed Jinja2)."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+def render_template(template, special_tokens: dict, messages: list[dict], add_generation_prompt: bool) -> str:
+    return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                           bos_token=special_tokens.get("bos_token", ""), eos_token=special_tokens.get("eos_token", ""))
+
+
+def chat_format_of(spec: dict) -> dict | None:
+    """The manifest's `chat_format`: the chat template as plain strings, or None (see chat_format.py)."""
+    from .chat_format import derive_chat_format
+
+    if not spec.get("chat_template"):
+        return None
+    template = compile_template(spec["chat_template"])
+    special = spec.get("special_tokens", {})
+    return derive_chat_format(lambda messages, prompt: render_template(template, special, messages, prompt))
 
 
 class StreamDetokenizer:
