@@ -95,13 +95,7 @@ def run_android(bundle_path, serial, prompt_lengths, gen, runs, warmup, threads,
     adb._call("push", str(bundle), remote_bundle)
     before = _battery(adb)
     started = time.time()
-    extras = [
-        "--es", "bundle", remote_bundle, "--es", "result", remote_result,
-        "--es", "prompt_lengths", ",".join(map(str, prompt_lengths)),
-        "--ei", "gen", str(gen), "--ei", "runs", str(runs), "--ei", "warmup", str(warmup),
-    ]
-    if threads:
-        extras += ["--ei", "threads", str(threads)]
+    extras = android_extras(remote_bundle, remote_result, prompt_lengths, gen, runs, warmup, threads)
     adb.shell(" ".join(["am", "start", "-W", "-n", ANDROID_ACTIVITY, *extras]))
     while adb.shell(f"test -f {remote_result} && echo done", check=False).strip() != "done":
         if time.time() - started > timeout:
@@ -125,6 +119,27 @@ def run_android(bundle_path, serial, prompt_lengths, gen, runs, warmup, threads,
     elif not result["energy"].get("available"):
         result["energy"] = {"available": False, "reason": "the device reports no battery charge counter"}
     return result
+
+
+def android_extras(bundle: str, result: str, prompt_lengths, gen: int, runs: int, warmup: int, threads) -> list[str]:
+    """The `am start` intent extras of benchmark mode (the app's BenchmarkSettings.parse reads them)."""
+    extras = [
+        "--es", "bundle", bundle, "--es", "result", result,
+        "--es", "prompt_lengths", ",".join(map(str, prompt_lengths)),
+        "--ei", "gen", str(gen), "--ei", "runs", str(runs), "--ei", "warmup", str(warmup),
+    ]
+    if threads:
+        extras += ["--ei", "threads", str(threads)]
+    return extras
+
+
+def ios_arguments(bundle: str, result: str, prompt_lengths, gen: int, runs: int, warmup: int, threads) -> list[str]:
+    """The launch arguments of the iOS app's benchmark mode (paths relative to its Documents folder)."""
+    return [
+        "--benchmark", bundle, "--result", result, "--prompt-lengths", ",".join(map(str, prompt_lengths)),
+        "--gen", str(gen), "--runs", str(runs), "--warmup", str(warmup),
+        *(["--threads", str(threads)] if threads else []),
+    ]
 
 
 def read_device_result(path) -> dict:
@@ -158,9 +173,8 @@ def run_ios(bundle_path, udid, prompt_lengths, gen, runs, warmup, threads, poll=
               "--destination", f"Documents/bundles/{bundle.name}")
     devicectl(
         "device", "process", "launch", "--device", udid, "--terminate-existing", IOS_BUNDLE_ID,
-        "--benchmark", f"bundles/{bundle.name}", "--result", f"benchmarks/{run_id}.json",
-        "--prompt-lengths", ",".join(map(str, prompt_lengths)), "--gen", str(gen), "--runs", str(runs),
-        "--warmup", str(warmup), *(["--threads", str(threads)] if threads else []),
+        *ios_arguments(f"bundles/{bundle.name}", f"benchmarks/{run_id}.json", prompt_lengths, gen, runs, warmup,
+                       threads),
     )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
