@@ -1,0 +1,72 @@
+"""What can be checked of the demo apps without Android Studio or Xcode: every Kotlin and Swift file
+parses (tree-sitter grammars), and the constants the SDK and the apps must share agree."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pocketlm.profiling import devices
+
+REPO = Path(__file__).resolve().parent.parent
+ANDROID = REPO / "android_demo"
+
+
+def _syntax_errors(language, path: Path) -> list[str]:
+    import tree_sitter
+
+    tree = tree_sitter.Parser(tree_sitter.Language(language)).parse(path.read_bytes())
+    errors, stack = [], [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            errors.append(f"{path.relative_to(REPO)}:{node.start_point[0] + 1}: {node.text[:60]!r}")
+            continue
+        stack.extend(node.children)
+    return errors
+
+
+def _sources(root: Path, *patterns: str) -> list[Path]:
+    return sorted(p for pattern in patterns for p in root.rglob(pattern) if "build" not in p.parts)
+
+
+def test_android_kotlin_sources_parse():
+    import tree_sitter_kotlin
+
+    files = _sources(ANDROID, "*.kt", "*.kts")
+    assert len(files) >= 20, [str(f) for f in files]
+    errors = [e for f in files for e in _syntax_errors(tree_sitter_kotlin.language(), f)]
+    assert not errors, "\n".join(errors)
+
+
+def test_android_app_matches_what_the_sdk_drives():
+    manifest = (ANDROID / "app/src/main/AndroidManifest.xml").read_text()
+    gradle = (ANDROID / "app/build.gradle.kts").read_text()
+    assert f'applicationId = "{devices.ANDROID_PACKAGE}"' in gradle
+    package, activity = devices.ANDROID_ACTIVITY.split("/")
+    assert package == devices.ANDROID_PACKAGE and f'android:name="{activity}"' in manifest
+    store = (ANDROID / "app/src/main/kotlin/dev/pocketlm/demo/BundleStore.kt").read_text()
+    assert f'ADB_ROOT = "{devices.ANDROID_BUNDLE_ROOT}"' in store
+    assert devices.ANDROID_RESULT_DIR.startswith(f"/sdcard/Android/data/{devices.ANDROID_PACKAGE}/files")
+
+
+def test_android_runtime_versions_match_the_python_side():
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    toml = tomllib.loads((ANDROID / "gradle/libs.versions.toml").read_text())["versions"]
+    assert toml["executorch"] == pins["executorch"]
+    assert toml["litert"].split(".")[:2] == pins["ai-edge-litert"].split(".")[:2]
+    engines = (ANDROID / "app/src/main/kotlin/dev/pocketlm/demo/Engines.kt").read_text()
+    assert f'EXECUTORCH = "{toml["executorch"]}"' in engines and f'LITERT = "{toml["litert"]}"' in engines
+
+
+IOS = REPO / "ios_demo"
+
+
+def test_ios_swift_sources_parse():
+    import tree_sitter_swift
+
+    files = _sources(IOS, "*.swift")
+    assert len(files) >= 12, [str(f) for f in files]
+    errors = [e for f in files for e in _syntax_errors(tree_sitter_swift.language(), f)]
+    assert not errors, "\n".join(errors)
