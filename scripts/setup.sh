@@ -17,3 +17,5 @@ fi
 .venv-tflite-runtime/bin/pip install --quiet --disable-pip-version-check -r constraints-tflite-runtime.txt
 # Kotlin compiler (npm) + JUnit 5 and org.json (Debian) for android_demo/core's JVM tests.
 bash scripts/jvm_toolchain.sh >/dev/null
+# Swift 6.0.3 (Debian trixie's swiftlang, in a debootstrapped root; needs root) for ios_demo/PocketLMKit's tests.
+bash scripts/swift_toolchain.sh >/dev/null

@@ -1,5 +1,5 @@
-"""What can be checked of the demo apps without Android Studio or Xcode: every Kotlin and Swift file
-parses (tree-sitter grammars), and the constants the SDK and the apps must share agree."""
+"""What can be checked of the demo apps without Android Studio or Xcode: the files no compiler here can
+build parse (tree-sitter grammars), and the constants the SDK and the apps must share agree."""
 
 from __future__ import annotations
 
@@ -63,10 +63,26 @@ def test_android_runtime_versions_match_the_python_side():
 IOS = REPO / "ios_demo"
 
 
-def test_ios_swift_sources_parse():
+def test_ios_app_swift_sources_parse():
+    """The app package (SwiftUI, Core ML, UIKit) cannot compile off Apple platforms; PocketLMKit is compiled by
+    swiftc in test_app_contract.py, so only the app's files need the grammar's check."""
     import tree_sitter_swift
 
-    files = _sources(IOS, "*.swift")
-    assert len(files) >= 12, [str(f) for f in files]
+    files = _sources(IOS / "PocketLMDemo.swiftpm", "*.swift")
+    assert len(files) >= 10, [str(f) for f in files]
     errors = [e for f in files for e in _syntax_errors(tree_sitter_swift.language(), f)]
     assert not errors, "\n".join(errors)
+
+
+def test_ios_app_matches_what_the_sdk_drives():
+    package = (IOS / "PocketLMDemo.swiftpm/Package.swift").read_text()
+    assert f'bundleIdentifier: "{devices.IOS_BUNDLE_ID}"' in package
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert f'branch: "swiftpm-{pins["executorch"]}"' in package
+    runtimes = (IOS / "PocketLMDemo.swiftpm/Sources/Runtimes.swift").read_text()
+    assert f'"executorch-ios": "{pins["executorch"]}"' in runtimes
+    # The app's resources are the SDK's own files (symlinks), not copies that could drift.
+    for name in ("health_knowledge.md", "profile_prompt.txt"):
+        resource = IOS / "PocketLMDemo.swiftpm/Sources/Resources" / name
+        assert resource.is_symlink() and resource.resolve() == (REPO / "sdk_python/data" / name).resolve()
