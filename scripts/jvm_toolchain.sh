@@ -13,8 +13,9 @@ command -v npm >/dev/null || { echo "jvm_toolchain: npm is not installed (it fet
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 (cd "$TMP" && npm pack --silent "kotlin-compiler@$KOTLIN_VERSION" >/dev/null && tar xzf "kotlin-compiler-$KOTLIN_VERSION.tgz")
-(cd "$TMP" && apt-get download junit5 libopentest4j-java libapiguardian-java libandroid-json-java >/dev/null 2>&1) \
-  || { echo "jvm_toolchain: apt-get download of junit5 / libandroid-json-java failed" >&2; exit 1; }
+DEBS="junit5 libopentest4j-java libapiguardian-java libandroid-json-java"
+(cd "$TMP" && { apt-get download $DEBS >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get download $DEBS >/dev/null 2>&1; }; }) \
+  || { echo "jvm_toolchain: apt-get download of $DEBS failed" >&2; exit 1; }
 for deb in "$TMP"/*.deb; do dpkg -x "$deb" "$TMP/root"; done
 rm -rf "$DEST" && mkdir -p "$DEST/lib"
 mv "$TMP/package" "$DEST/kotlinc"

@@ -9,7 +9,9 @@ if [ -f "$ROOT/.pocketlm-ok" ]; then
   echo "$ROOT"; exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "swift_toolchain: needs root (debootstrap and chroot)" >&2; exit 1; }
-command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null
+if ! command -v debootstrap >/dev/null; then
+  apt-get install -y -q debootstrap >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
+fi
 rm -rf "$ROOT" "$ROOT.partial"
 mkdir -p "$(dirname "$ROOT")"
 debootstrap --variant=minbase --include=swiftlang,libswiftlang,libc6-dev trixie "$ROOT.partial" http://deb.debian.org/debian >/dev/null \
