@@ -4,6 +4,7 @@
 # It is installed into a trixie root made with debootstrap (needs root), outside the repository.
 # Idempotent; prints the root folder.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # debootstrap, chroot: root tools a minimal PATH may leave out
 ROOT=${POCKETLM_SWIFT_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/pocketlm/swift-trixie}
 if [ -f "$ROOT/.pocketlm-ok" ]; then
   echo "$ROOT"; exit 0

@@ -4,6 +4,7 @@
 # vectors the Python tests write; it is bind-mounted into the root at the same path, so results written
 # there by the tests come back.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # debootstrap, chroot: root tools a minimal PATH may leave out
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(bash "$HERE/../../scripts/swift_toolchain.sh")
 : "${POCKETLM_VECTORS:?POCKETLM_VECTORS must name the shared vectors folder (pytest tests/test_app_contract.py writes it)}"
