@@ -134,8 +134,12 @@ def fake_adb(tmp_path, monkeypatch):
     return state
 
 
-def test_android_profile_drives_the_app_and_folds_its_result(fake_adb, tiny_bundle, monkeypatch):
+def test_android_profile_drives_the_app_and_folds_its_result(fake_adb, tiny_bundle, monkeypatch, tmp_path):
     monkeypatch.setattr("pocketlm.profiling.devices.time.sleep", lambda s: None)
+    from_app = json.loads(VECTOR.read_text())
+    from_app["device"]["id"] = "TP1A.220624.014"  # what the app can tell (a build id), not the serial
+    (tmp_path / "from_app.json").write_text(json.dumps(from_app))
+    monkeypatch.setenv("FAKE_ADB_RESULT", str(tmp_path / "from_app.json"))
     bundle = tiny_bundle("llama", "fp32")
     report = profile(bundle, device="android", prompt_lengths=[32, 128], gen=64, runs=3, warmup=1, threads=4)
     calls = [json.loads(line) for line in Path(str(fake_adb) + ".log").read_text().splitlines()]
@@ -146,7 +150,7 @@ def test_android_profile_drives_the_app_and_folds_its_result(fake_adb, tiny_bund
                   "--es prompt_lengths 32,128", "--ei gen 64", "--ei runs 3", "--ei warmup 1", "--ei threads 4"):
         assert extra in start, start
     assert any(c[2] == "pull" for c in calls if len(c) > 2)
-    assert report["device"]["kind"] == "android"
+    assert report["device"]["kind"] == "android" and report["device"]["id"] == "R5CT1234ABC"  # adb's serial
     energy = report["energy"]
     assert energy["available"] and energy["charge_counter_uah"]["start"] > energy["charge_counter_uah"]["end"]
     assert report["bundle"]["recipe"] == "fp32"  # the manifest's facts are folded in

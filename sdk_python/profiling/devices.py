@@ -109,6 +109,7 @@ def run_android(bundle_path, serial, prompt_lengths, gen, runs, warmup, threads,
         local = Path(tmp) / "result.json"
         adb._call("pull", remote_result, str(local))
         result = read_device_result(local)
+    result["device"]["id"] = adb.serial  # an app cannot read the serial (Android 10+); adb knows it
     if "charge" in before and "charge" in after:
         result["energy"] = {
             "available": True,

@@ -50,7 +50,7 @@ class BenchmarkActivity : Activity() {
 
     private fun deviceInfo() = DeviceInfo(
         kind = "android",
-        id = Build.SERIAL.takeIf { it != Build.UNKNOWN } ?: Build.ID,
+        id = Build.ID, // apps cannot read the serial (Android 10+): `pocketlm profile` puts adb's serial here
         model = "${Build.MANUFACTURER} ${Build.MODEL}",
         os = "Android ${Build.VERSION.RELEASE} (SDK ${Build.VERSION.SDK_INT})",
         cpu = Build.SUPPORTED_ABIS.firstOrNull() ?: "unknown",

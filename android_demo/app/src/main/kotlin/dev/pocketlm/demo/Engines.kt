@@ -76,7 +76,7 @@ class ExecuTorchEngine(bundle: Bundle, threads: Int) : Engine(bundle.runtime.max
  * decoded, the rest prefilled in chunks padded to the next signature length (the mask hides the
  * padding). The cache is two sets of direct buffers used in turn, so no cache bytes are copied.
  */
-class LiteRtEngine(private val bundle: Bundle, threads: Int) : Engine(bundle.runtime.maxContext, maxPrefillOf(bundle)) {
+class LiteRtEngine(bundle: Bundle, threads: Int) : Engine(bundle.runtime.maxContext, bundle.runtime.maxPrefill) {
     private val interpreter = Interpreter(bundle.file(bundle.runtime.program), Interpreter.Options().setNumThreads(threads))
     private val prefillLengths = bundle.runtime.prefillLengths.sorted()
     private val cacheNames = interpreter.getSignatureInputs("decode").filter { it.startsWith("kv_cache_") }
@@ -131,8 +131,4 @@ class LiteRtEngine(private val bundle: Bundle, threads: Int) : Engine(bundle.run
     }
 
     override fun close() = interpreter.close()
-
-    companion object {
-        private fun maxPrefillOf(bundle: Bundle) = bundle.runtime.maxPrefill
-    }
 }
