@@ -15,7 +15,3 @@ if [ ! -x .venv-tflite-runtime/bin/python ]; then
   "$PYTHON" -m venv .venv-tflite-runtime
 fi
 .venv-tflite-runtime/bin/pip install --quiet --disable-pip-version-check -r constraints-tflite-runtime.txt
-# Kotlin compiler (npm) + JUnit 5 and org.json (Debian) for android_demo/core's JVM tests.
-bash scripts/jvm_toolchain.sh >/dev/null
-# Swift 6.0.3 (Debian trixie's swiftlang, in a debootstrapped root; needs root) for ios_demo/PocketLMKit's tests.
-bash scripts/swift_toolchain.sh >/dev/null
