@@ -38,7 +38,7 @@ TEXTS = [
     "don't I'll we've they're", "Numbers: 1234567 and 3.14159, 2026-11-29.", "ça va? naïve café Straße",
     "日本語のテキスト", "emoji 🤖🚀 and ZWJ 👩‍💻", "<|im_start|>user\nHi there<|im_end|>\n", "<bos><start_of_turn>x",
     "a", "", "   ", "\n", "MixedCASE camelCase snake_case kebab-case", "https://example.com/path?q=1&r=2",
-    "    def f(x):\n        return x ** 2\n",
+    "    def f(x):\n        return x ** 2\n", "no\u00a0break and\u3000ideographic\u2003spaces", "wait\u00a0! what\u3000?\u00a0\u00a0x",
 ]
 
 HEALTH_EXTRA = [
@@ -286,7 +286,7 @@ def _translate_cases() -> list[dict]:
         preset = default_presets(family, chat, languages)["translate"]
         cases = []
         for text in ["Hello. How are you? I am fine.", "Dr. Smith arrived at 5 p.m. on Monday. He left.",
-                     "One line only", "Wait!  What?No space.", "これは文です。二つ目。"]:
+                     "One line only", "Wait!  What?No space.", "これは文です。二つ目。", "End.\u00a0Next one."]:
             sentences = split_sentences(text, preset)
             cases.append({"text": text, "sentences": sentences, "source": "en", "target": "fr",
                           "prompt": build_prompt(preset, sentences[0], "en", "fr")})

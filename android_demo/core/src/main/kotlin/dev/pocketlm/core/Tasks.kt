@@ -73,7 +73,7 @@ object Translation {
 
     /** Sentences of one line, by the preset's boundary rule and abbreviation list (sdk_python/tasks/translate.py). */
     fun splitSentences(text: String, preset: JSONObject): List<String> {
-        val boundary = Regex(preset.getString("sentence_boundary"))
+        val boundary = presetRegex(preset.getString("sentence_boundary"))
         val abbreviations = preset.getJSONArray("abbreviations").strings()
         val pieces = pySplit(boundary, text.trim()).filter { it.isNotBlank() }
         val sentences = ArrayList<String>()
@@ -143,6 +143,10 @@ object Translation {
         }
     }
 }
+
+/** A preset's pattern as Python's re reads it: \s, \w, \b over Unicode, case folding over Unicode. */
+internal fun presetRegex(pattern: String, ignoreCase: Boolean = false): Regex =
+    Regex("(?U)" + pattern, if (ignoreCase) setOf(RegexOption.IGNORE_CASE) else emptySet())
 
 /** Python's re.split: the pieces between matches, empty ones kept. */
 internal fun pySplit(p: Regex, text: String): List<String> {
@@ -255,7 +259,7 @@ class Knowledge(val passages: List<Passage>) {
                     keywords = m.groupValues[1].split(",").map { it.trim() }.filter { it.isNotEmpty() }
                     body = body.substring(0, m.range.first) + body.substring(m.range.last + 1)
                 }
-                body = body.split(Regex("\\s+")).filter { it.isNotEmpty() }.joinToString(" ")
+                body = body.split(Regex("(?U)\\s+")).filter { it.isNotEmpty() }.joinToString(" ")
                 if (body.isNotEmpty()) passages.add(Passage(title.trim(), body, keywords = keywords))
             }
             return Knowledge(passages)
@@ -279,7 +283,7 @@ class HealthAssistant(private val preset: JSONObject, private val knowledge: Kno
         val list = preset.getJSONArray(key)
         return (0 until list.length()).map { i ->
             val rule = list.getJSONObject(i)
-            rule to rule.getJSONArray("patterns").strings().map { Regex(it, setOf(RegexOption.IGNORE_CASE)) }
+            rule to rule.getJSONArray("patterns").strings().map { presetRegex(it, ignoreCase = true) }
         }
     }
 

@@ -220,7 +220,7 @@ class Tokenizer private constructor(
 
         private fun pattern(spec: JSONObject): Regex = when {
             spec.has("String") -> Regex(Regex.escape(spec.getString("String")))
-            spec.has("Regex") -> Regex(spec.getString("Regex"))
+            spec.has("Regex") -> Regex("(?U)" + spec.getString("Regex")) // Unicode \s, \w as in Rust and Python
             else -> throw TokenizerException("unknown pattern $spec")
         }
 
@@ -249,7 +249,7 @@ class Tokenizer private constructor(
         }
 
         // GPT-2's pattern, as the ByteLevel pre-tokenizer uses it.
-        private val GPT2_SPLIT = Regex("""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+        private val GPT2_SPLIT = Regex("""(?U)'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 
         private fun split(text: String, p: Regex, behavior: String, invert: Boolean): List<String> {
             // Pieces are (start, end, isMatch); `invert` swaps which pieces count as matches.
