@@ -3,6 +3,7 @@ build parse (tree-sitter grammars), and the constants the SDK and the apps must 
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -37,6 +38,13 @@ def test_android_kotlin_sources_parse():
     assert len(files) >= 20, [str(f) for f in files]
     errors = [e for f in files for e in _syntax_errors(tree_sitter_kotlin.language(), f)]
     assert not errors, "\n".join(errors)
+
+
+def test_android_app_engines_and_benchmark_activity_typecheck():
+    """kotlinc over the app's non-UI files, core and the documented API stand-ins (android_demo/tools):
+    catches Kotlin errors in the code no Android build checks here (it once found an Engine field clash)."""
+    proc = subprocess.run(["bash", str(ANDROID / "tools/typecheck-app.sh")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "typecheck-app: ok" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
 
 
 def test_android_app_matches_what_the_sdk_drives():

@@ -51,16 +51,16 @@ object BuildConfigVersions {
  */
 class ExecuTorchEngine(bundle: Bundle, threads: Int) : Engine(bundle.runtime.maxContext, bundle.runtime.maxPrefill) {
     private val module: Module = Module.load(bundle.file(bundle.runtime.program).absolutePath, Module.LOAD_MODE_MMAP, threads)
-    private val position = LongArray(1)
+    private val startPosition = LongArray(1)
     private val positionShape = longArrayOf(1)
 
     override fun forward(tokens: IntArray, start: Int): FloatArray {
         val ids = LongArray(tokens.size) { tokens[it].toLong() }
-        position[0] = start.toLong()
+        startPosition[0] = start.toLong()
         val t0 = System.nanoTime()
         val out = module.forward(
             EValue.from(Tensor.fromBlob(ids, longArrayOf(1, ids.size.toLong()))),
-            EValue.from(Tensor.fromBlob(position, positionShape)),
+            EValue.from(Tensor.fromBlob(startPosition, positionShape)),
         )
         runtimeMs += (System.nanoTime() - t0) / 1e6
         return out[0].toTensor().dataAsFloatArray

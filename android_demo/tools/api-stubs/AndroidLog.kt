@@ -1,0 +1,7 @@
+// Stand-ins for the few Android, ExecuTorch and LiteRT signatures that the app's non-UI files call,
+// written from those libraries' documentation so kotlinc can type-check the files here (there is no
+// Android SDK on the build machine): android_demo/tools/typecheck-app.sh. They are not the libraries;
+// a wrong stub would hide a wrong call — the real check is a Gradle build in Android Studio.
+@file:Suppress("unused", "UNUSED_PARAMETER")
+package android.util
+object Log { @JvmStatic fun i(t: String, m: String): Int = 0; @JvmStatic fun e(t: String, m: String): Int = 0; @JvmStatic fun e(t: String, m: String, e: Throwable): Int = 0 }
