@@ -38,7 +38,8 @@ TEXTS = [
     "don't I'll we've they're", "Numbers: 1234567 and 3.14159, 2026-11-29.", "ça va? naïve café Straße",
     "日本語のテキスト", "emoji 🤖🚀 and ZWJ 👩‍💻", "<|im_start|>user\nHi there<|im_end|>\n", "<bos><start_of_turn>x",
     "a", "", "   ", "\n", "MixedCASE camelCase snake_case kebab-case", "https://example.com/path?q=1&r=2",
-    "    def f(x):\n        return x ** 2\n", "no\u00a0break and\u3000ideographic\u2003spaces", "wait\u00a0! what\u3000?\u00a0\u00a0x",
+    "    def f(x):\n        return x ** 2\n", "no\u00a0break and\u3000ideographic\u2003spaces",
+    "wait\u00a0! what\u3000?\u00a0\u00a0x",
 ]
 
 HEALTH_EXTRA = [

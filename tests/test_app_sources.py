@@ -34,7 +34,8 @@ def _sources(root: Path, *patterns: str) -> list[Path]:
 def test_android_kotlin_sources_parse():
     import tree_sitter_kotlin
 
-    files = _sources(ANDROID, "*.kt", "*.kts")
+    # api-stubs/ is compiled by kotlinc (below); the grammar misreads some of its one-line declarations.
+    files = [f for f in _sources(ANDROID, "*.kt", "*.kts") if "api-stubs" not in f.parts]
     assert len(files) >= 20, [str(f) for f in files]
     errors = [e for f in files for e in _syntax_errors(tree_sitter_kotlin.language(), f)]
     assert not errors, "\n".join(errors)
@@ -43,7 +44,8 @@ def test_android_kotlin_sources_parse():
 def test_android_app_engines_and_benchmark_activity_typecheck():
     """kotlinc over the app's non-UI files, core and the documented API stand-ins (android_demo/tools):
     catches Kotlin errors in the code no Android build checks here (it once found an Engine field clash)."""
-    proc = subprocess.run(["bash", str(ANDROID / "tools/typecheck-app.sh")], capture_output=True, text=True, timeout=600)
+    script = ANDROID / "tools/typecheck-app.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "typecheck-app: ok" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
 
 
