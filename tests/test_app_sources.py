@@ -3,9 +3,12 @@ build parse (tree-sitter grammars), and the constants the SDK and the apps must 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from pocketlm.profiling import devices
 
@@ -96,3 +99,12 @@ def test_ios_app_matches_what_the_sdk_drives():
     for name in ("health_knowledge.md", "profile_prompt.txt"):
         resource = IOS / "PocketLMDemo.swiftpm/Sources/Resources" / name
         assert resource.is_symlink() and resource.resolve() == (REPO / "sdk_python/data" / name).resolve()
+
+
+def test_ios_app_runtimes_and_benchmark_mode_typecheck():
+    """swiftc over the app's non-UI files (Core ML / ExecuTorch runtimes, tokenizer adapter, model loading,
+    benchmark mode), PocketLMKit and the documented-API stand-ins in ios_demo/tools/api-stubs."""
+    if os.geteuid() != 0:
+        pytest.skip("the Swift toolchain runs in a debootstrapped root (chroot): run as root (CI does)")
+    proc = subprocess.run(["bash", str(IOS / "tools/typecheck-app.sh")], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "typecheck-app: ok" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
