@@ -1,7 +1,7 @@
 """Shared test vectors for the demo apps' logic, computed by the Python SDK (the reference).
 
-`write_vectors(out, ...)` writes JSON files that android_demo/core's JVM tests read (and
-ios_demo's tests are meant to read): the SDK's answers for bundle checks, tokenization, chat
+`write_vectors(out, ...)` writes JSON files that android_demo/core's JUnit tests and
+ios_demo/PocketLMKit's XCTests read: the SDK's answers for bundle checks, tokenization, chat
 rendering, sampling, stop strings, generation, text prediction, translation prompts, the health
 assistant and the stemmer under it, and benchmark-mode settings. Generation and prediction run
 on HashEngine, a deterministic stand-in for a model whose logits are a hash of the tokens seen,
@@ -155,9 +155,8 @@ def _bundle_cases(out: Path, bundle: Path) -> list[dict]:
     return cases
 
 
-def _tokenizer_cases(name: str, bundle: Path) -> dict:
-    b = read_bundle(bundle, verify=False)
-    tok = Tokenizer.from_bundle(b)
+def _tokenizer_cases(name: str, tokenizer_file: Path) -> dict:
+    tok = Tokenizer(tokenizer_file, {"eos_token_ids": [0]})
     texts = TEXTS + [data_text("eval_en.txt")[:1500]]
     cases = []
     for text in texts:
@@ -168,8 +167,52 @@ def _tokenizer_cases(name: str, bundle: Path) -> dict:
     stream_ids = tok.encode(stream_text, add_bos=False)
     detok = StreamDetokenizer(tok)
     pieces = [detok.add(t) for t in stream_ids] + [detok.flush()]
-    return {"name": name, "file": str(b.file("tokenizer.json")), "vocab_size": tok.vocab_size, "cases": cases,
+    return {"name": name, "file": str(tokenizer_file), "vocab_size": tok.vocab_size, "cases": cases,
             "stream": {"ids": stream_ids, "pieces": pieces}}
+
+
+QWEN_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+              r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def _component_tokenizers(folder: Path) -> dict[str, Path]:
+    """Small BPE tokenizers trained here with the pipeline pieces the real test models do not use: Qwen's
+    NFC + regex Split + ByteLevel without its own regex; Llama 2's Prepend/Replace normalizer with the
+    ByteFallback/Fuse/Strip decoder; Digits + Metaspace. Written with `tokenizers` itself."""
+    from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    corpus = ["Hello world, this is a test of 123 numbers and naïve café-style text.", "don't I'll 2026-11-29",
+              "  leading spaces\tand tabs\nnew lines", "日本語 and émoji 🤖"] * 20
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for kind in ("qwen-split", "llama2-normalizer", "digits-metaspace"):
+        if kind == "qwen-split":
+            tok = HFTokenizer(models.BPE())
+            tok.normalizer = normalizers.NFC()
+            tok.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(QWEN_SPLIT), "isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+            tok.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                          special_tokens=["<|endoftext|>"])
+        else:
+            tok = HFTokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+            if kind == "llama2-normalizer":
+                tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+                tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                                 decoders.Strip(" ", 1, 0)])
+            else:
+                tok.pre_tokenizer = pre_tokenizers.Sequence([
+                    pre_tokenizers.Digits(individual_digits=True),
+                    pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+                tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+            trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", *byte_tokens])
+        tok.train_from_iterator(corpus, trainer)
+        out[kind] = folder / f"{kind}.json"
+        tok.save(str(out[kind]))
+    return out
 
 
 def _chat_cases(smollm2_manifest: dict) -> list[dict]:
@@ -331,9 +374,12 @@ def _stem_cases() -> dict:
                                                                 "What should I do about a nosebleed?"]]}
 
 
+SETTINGS = [([32, 128], 64, 5, 1, 4), ([7], 1, 1, 0, None)]  # prompt lengths, gen, runs, warmup, threads
+
+
 def _benchmark_settings_cases() -> list[dict]:
     cases = []
-    for lengths, gen, runs, warmup, threads in [([32, 128], 64, 5, 1, 4), ([7], 1, 1, 0, None)]:
+    for lengths, gen, runs, warmup, threads in SETTINGS:
         extras = android_extras("/data/local/tmp/pocketlm/b", "/sdcard/x/r.json", lengths, gen, runs, warmup, threads)
         pairs = {extras[i + 1]: extras[i + 2] for i in range(0, len(extras), 3)}
         cases.append({"extras": pairs, "expect": {"bundle": "/data/local/tmp/pocketlm/b", "result": "/sdcard/x/r.json",
@@ -354,7 +400,9 @@ def _byte_table(bundle: Path, texts: list[str]) -> dict:
     tok = Tokenizer.from_bundle(b)
     spec = json.loads(b.file("tokenizer.json").read_text())
     special = sorted(t["id"] for t in spec["added_tokens"] if t["special"])
-    byte_of = {c: byte for byte, c in _bytes_to_unicode().items()}
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_of = {c: byte for byte, c in bytes_to_unicode().items()}
     table = []
     for i in range(tok.vocab_size):
         piece = tok.id_to_token(i) or ""
@@ -372,22 +420,9 @@ def _byte_table(bundle: Path, texts: list[str]) -> dict:
             "encodings": {t: tok.encode(t, add_bos=False) for t in texts}}
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character map (the ByteLevel pre-tokenizer's)."""
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs), strict=True))
-
-
 def _ios_settings_cases() -> list[dict]:
     cases = []
-    for lengths, gen, runs, warmup, threads in [([32, 128], 64, 5, 1, 4), ([7], 1, 1, 0, None)]:
+    for lengths, gen, runs, warmup, threads in SETTINGS:
         args = ios_arguments("bundles/b", "benchmarks/r.json", lengths, gen, runs, warmup, threads)
         cases.append({"arguments": args, "expect": {"bundle": "bundles/b", "result": "benchmarks/r.json",
                                                     "prompt_lengths": lengths, "gen": gen, "runs": runs,
@@ -408,9 +443,9 @@ def write_vectors(out: Path, tiny_bundle: Path, smollm2_bundle: Path, gemma3_bun
     tiny_bundle = Path(shutil.copytree(tiny_bundle, out / "tiny-bundle"))
     smollm2_manifest = json.loads((smollm2_bundle / "manifest.json").read_text())
     _dump(out, "bundles.json", _bundle_cases(out, tiny_bundle))
-    _dump(out, "tokenizers.json", [_tokenizer_cases("tiny-llama", tiny_bundle),
-                                   _tokenizer_cases("smollm2-135m", smollm2_bundle),
-                                   _tokenizer_cases("gemma3-270m", gemma3_bundle)])
+    tokenizer_files = {"tiny-llama": tiny_bundle / "tokenizer.json", "smollm2-135m": smollm2_bundle / "tokenizer.json",
+                       "gemma3-270m": gemma3_bundle / "tokenizer.json", **_component_tokenizers(out / "tokenizers")}
+    _dump(out, "tokenizers.json", [_tokenizer_cases(name, path) for name, path in tokenizer_files.items()])
     _dump(out, "chat.json", _chat_cases(smollm2_manifest))
     _dump(out, "sampling.json", _sampling_cases())
     _dump(out, "stop.json", _stop_cases())
