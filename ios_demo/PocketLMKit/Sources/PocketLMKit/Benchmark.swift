@@ -140,16 +140,20 @@ public enum Benchmark {
                            versions: [String: String], promptText: String, memory: MemorySampler,
                            progress: (String) -> Void = { _ in }) throws -> [String: Any] {
         let maxContext = model.engine.maxContext
-        if let n = settings.promptLengths.first(where: { $0 + settings.gen > maxContext }) {
-            _ = memory.stop()
-            throw PocketLMError.benchmark("prompt length \(n) + \(settings.gen) generated tokens exceed this bundle's \(maxContext)-token context")
-        }
         var runs: [[String: Any]] = []
-        for n in settings.promptLengths {
-            let prompt = promptTokens(model, text: promptText, length: n)
-            progress("prompt \(n): \(settings.warmup) warm-up + \(settings.runs) runs")
-            for _ in 0..<settings.warmup { _ = try timedRun(model.engine, prompt: prompt, gen: settings.gen) }
-            for _ in 0..<settings.runs { runs.append(try timedRun(model.engine, prompt: prompt, gen: settings.gen)) }
+        do {
+            if let n = settings.promptLengths.first(where: { $0 + settings.gen > maxContext }) {
+                throw PocketLMError.benchmark("prompt length \(n) + \(settings.gen) generated tokens exceed this bundle's \(maxContext)-token context")
+            }
+            for n in settings.promptLengths {
+                let prompt = promptTokens(model, text: promptText, length: n)
+                progress("prompt \(n): \(settings.warmup) warm-up + \(settings.runs) runs")
+                for _ in 0..<settings.warmup { _ = try timedRun(model.engine, prompt: prompt, gen: settings.gen) }
+                for _ in 0..<settings.runs { runs.append(try timedRun(model.engine, prompt: prompt, gen: settings.gen)) }
+            }
+        } catch {
+            _ = memory.stop()  // the sampler stops however the runs end
+            throw error
         }
         let mem = memory.stop()
         return [

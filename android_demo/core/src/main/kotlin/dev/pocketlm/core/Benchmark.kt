@@ -133,17 +133,18 @@ object Benchmark {
         onProgress: (String) -> Unit = {},
     ): JSONObject {
         val maxContext = model.engine.maxContext
-        settings.promptLengths.firstOrNull { it + settings.gen > maxContext }?.let {
-            throw BenchmarkException("prompt length $it + ${settings.gen} generated tokens exceed this bundle's $maxContext-token context")
-        }
         val runs = JSONArray()
-        for (n in settings.promptLengths) {
-            val prompt = promptTokens(model, promptText, n)
-            onProgress("prompt $n: ${settings.warmup} warm-up + ${settings.runs} runs")
-            repeat(settings.warmup) { timedRun(model.engine, prompt, settings.gen) }
-            repeat(settings.runs) { runs.put(timedRun(model.engine, prompt, settings.gen)) }
+        memory.use { // the sampler stops however the runs end
+            settings.promptLengths.firstOrNull { it + settings.gen > maxContext }?.let {
+                throw BenchmarkException("prompt length $it + ${settings.gen} generated tokens exceed this bundle's $maxContext-token context")
+            }
+            for (n in settings.promptLengths) {
+                val prompt = promptTokens(model, promptText, n)
+                onProgress("prompt $n: ${settings.warmup} warm-up + ${settings.runs} runs")
+                repeat(settings.warmup) { timedRun(model.engine, prompt, settings.gen) }
+                repeat(settings.runs) { runs.put(timedRun(model.engine, prompt, settings.gen)) }
+            }
         }
-        memory.close()
         return JSONObject()
             .put("format", FORMAT)
             .put("version", VERSION)
