@@ -329,6 +329,9 @@ class Tokenizer private constructor(
             "Metaspace" -> {
                 val replacement = spec.getString("replacement")
                 val prepend = spec.optString("prepend_scheme", "always")
+                // "first" prepends only at the start of the whole text, which this per-piece pipeline cannot tell.
+                if (prepend !in setOf("always", "never")) throw TokenizerException("Metaspace prepend_scheme '$prepend' is not supported")
+                if (!spec.optBoolean("split", true)) throw TokenizerException("Metaspace without split is not supported")
                 val f: (String) -> List<String> = { s ->
                     var t = s.replace(" ", replacement)
                     if (prepend == "always" && !t.startsWith(replacement)) t = replacement + t
