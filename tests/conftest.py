@@ -12,6 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from pocketlm.mkl_threads import import_torch  # noqa: E402
+
+import_torch()  # before tiny_models loads torch: MKL pinned for the engines' thread pool, as in the CLI
+
 from tiny_models import make_tiny_model  # noqa: E402
 
 FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]

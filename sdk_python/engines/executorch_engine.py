@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
+from .. import mkl_threads
 from ..errors import BackendUnavailableError, BundleError
 from .base import Engine
 
@@ -16,8 +18,8 @@ _threads_fixed: int | None = None  # XNNPACK's pool can only be resized before t
 
 def _import_runtime():
     try:
+        torch = mkl_threads.import_torch()  # before anything else loads libtorch (see mkl_threads)
         import executorch.kernels.quantized  # noqa: F401
-        import torch
 
         # Kernels the programs call outside the delegate: llama::custom_sdpa / update_cache
         # and the quantized embedding ops. Without these imports loading fails with
@@ -58,6 +60,7 @@ class ExecuTorchEngine(Engine):
         super().__init__(bundle, threads)
         self.enable_etdump = enable_etdump
         self._method = None
+        self._call = None
         self._program = None
 
     @classmethod
@@ -80,10 +83,20 @@ class ExecuTorchEngine(Engine):
         self._step_token = torch.zeros((1, 1), dtype=torch.long)
         self._step_pos = torch.zeros((1,), dtype=torch.long)
         self.threads = configure_threads(self.threads)
+        if self.threads > 1 and not mkl_threads.pool_pinned():
+            warnings.warn(
+                "torch was imported before pocketlm, so libtorch's MKL runs multi-threaded inside ExecuTorch's "
+                "thread pool, where its attention kernel calls it: decode can be several times slower past "
+                "~100 cached tokens. Let pocketlm import torch first, or set MKL_NUM_THREADS=1 before torch loads.",
+                RuntimeWarning, stacklevel=3)
         path = self.bundle.file(self.bundle.runtime["program"])
         try:
             self._program = Runtime.get().load_program(path, enable_etdump=self.enable_etdump)
             self._method = self._program.load_method("forward")
+            # The pybind method under executorch.runtime's wrapper: it can return the program's own output
+            # buffer instead of a torch clone of it. That clone (49k+ floats) runs on torch's OpenMP pool,
+            # whose spinning worker then competes with XNNPACK's for the cores (decode ~25% slower).
+            self._call = getattr(self._method, "_method", None)
         except RuntimeError as e:
             raise BundleError(f"ExecuTorch could not load {path.name}: {e}") from None
         global _threads_fixed
@@ -98,9 +111,10 @@ class ExecuTorchEngine(Engine):
         else:
             inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
         t0 = time.perf_counter()
-        out = self._method.execute(inputs)
+        with mkl_threads.single_threaded():  # this thread is the pool's worker 0 (see mkl_threads)
+            out = self._call(inputs, clone_outputs=False) if self._call else self._method.execute(inputs)
         self.runtime_seconds += time.perf_counter() - t0
-        # The runtime may reuse its output buffer on the next call: copy the logits out.
+        # The runtime reuses its output buffer on the next call: copy the logits out (numpy, one thread).
         return out[0].numpy().reshape(-1).copy()
 
     def write_etdump(self, path, debug_buffer_path) -> None:
@@ -110,5 +124,5 @@ class ExecuTorchEngine(Engine):
         self._program.write_etdump_result_to_file(str(path), str(debug_buffer_path))
 
     def close(self) -> None:
-        self._method = None
+        self._method = self._call = None
         self._program = None
