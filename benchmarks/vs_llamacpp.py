@@ -52,37 +52,62 @@ def say(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- the peer
-def build_llama_cpp(version: str = LLAMA_CPP_PYTHON) -> Path:
-    """llama.cpp's bin/ folder, built once from the sdist's vendored sources."""
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
+def build_llama_cpp(version: str = LLAMA_CPP_PYTHON, amx: bool = True) -> Path:
+    """llama.cpp's bin/ folder, built once from the sdist's vendored sources with native CPU flags
+    (less AMX when `amx` is False)."""
     home = peers_home() / f"llama.cpp-from-llama-cpp-python-{version}"
-    bin_dir = home / "build" / "bin"
+    build = home / ("build" if amx else "build-no-amx")
+    bin_dir = build / "bin"
     if all((bin_dir / t).exists() for t in TARGETS):
         return bin_dir
     for tool in ("cmake", "c++"):
         if not shutil.which(tool):
             raise SystemExit(f"building llama.cpp needs {tool} (apt-get install cmake g++)")
     home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        say(f"downloading llama-cpp-python=={version} (sdist with llama.cpp's sources) …")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                        f"llama-cpp-python=={version}", "-d", tmp], check=True)
-        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name]
-            tar.extractall(tmp, members=members, filter="data")
-        src = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
-        shutil.rmtree(home / "src", ignore_errors=True)
-        shutil.move(str(src), home / "src")
-    say("building llama-bench and llama-quantize (CMake, native CPU flags; several minutes on 2 cores) …")
-    build = home / "build"
+    if not (home / "src").is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            say(f"downloading llama-cpp-python=={version} (sdist with llama.cpp's sources) …")
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                            f"llama-cpp-python=={version}", "-d", tmp], check=True)
+            sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+            with tarfile.open(sdist) as tar:
+                members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name]
+                tar.extractall(tmp, members=members, filter="data")
+            src = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+            shutil.move(str(src), home / "src")
+    say(f"building llama-bench and llama-quantize (CMake, native CPU flags{'' if amx else ' without AMX'}; "
+        "minutes on 2 cores) …")
     generator = "Ninja" if shutil.which("ninja") else "Unix Makefiles"
     options = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
                "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]
+    if not amx:
+        options += [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
     subprocess.run(["cmake", "-S", home / "src", "-B", build, "-G", generator, *options], check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", build, "--target", *TARGETS, "-j", str(os.cpu_count() or 2)], check=True,
                    stdout=subprocess.DEVNULL)
     return bin_dir
+
+
+def working_llama_cpp(source: Path, kinds: list[str]) -> tuple[Path, dict[str, Path], str]:
+    """The native build if it runs here, else the native build without AMX; the requantized models;
+    and a line saying which build.
+
+    A CPU can report AMX while the machine (a VM) cannot run its tile instructions: llama.cpp's AMX
+    matmul then dies at `ldtilecfg` (seen on an Intel Xeon VM). The peer must run to be measured.
+    """
+    bin_dir = build_llama_cpp()
+    ggufs = {kind: requantize(bin_dir, source, kind) for kind in kinds}
+    if all(subprocess.run([bin_dir / "llama-bench", "-m", g, "-t", "1", "-r", "1", "-p", "64", "-n", "2"],
+                          capture_output=True).returncode >= 0 for g in ggufs.values()):
+        return bin_dir, ggufs, "llama.cpp built with -march=native"
+    say("the native llama.cpp build died on this machine (its AMX path); rebuilding without AMX …")
+    return build_llama_cpp(amx=False), ggufs, (
+        f"llama.cpp built with -march=native {NO_AMX}: the CPU reports AMX, but llama.cpp's AMX matmul "
+        "faults here (SIGSEGV at ldtilecfg)")
 
 
 def requantize(bin_dir: Path, source: Path, kind: str) -> Path:
@@ -220,9 +245,8 @@ def main() -> None:
         raise SystemExit("give --q4 and/or --q8 bundles")
     threads = [int(t) for t in args.threads.split(",")]
     prompts = [int(p) for p in args.prompts.split(",")]
-    bin_dir = build_llama_cpp()
     source = named_models.resolve("smollm2-135m")
-    ggufs = {kind: requantize(bin_dir, source, kind) for kind, _ in pairs}
+    bin_dir, ggufs, build_note = working_llama_cpp(source, [kind for kind, _ in pairs])
     metrics = [f"prefill{p}" for p in prompts] + ["decode"]
 
     samples: dict[tuple, dict[str, list[float]]] = {}
@@ -250,7 +274,7 @@ def main() -> None:
         f"Machine: {machine()}; pocketlm {installed(('pocketlm',)).get('pocketlm', '?')}; "
         f"llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON}'s "
         f"sources (llama-bench). SmolLM2-135M-Instruct. {args.runs} interleaved repetitions after a warm-up; "
-        f"decode = {args.gen} tokens from an empty cache.",
+        f"decode = {args.gen} tokens from an empty cache. {build_note}.",
         "",
         "| pocketlm vs llama.cpp | threads | metric | pocketlm tok/s (median) | llama.cpp tok/s (median) "
         "| ratio min / median / max |",

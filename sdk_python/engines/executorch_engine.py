@@ -82,6 +82,8 @@ class ExecuTorchEngine(Engine):
         self._torch = torch
         self._step_token = torch.zeros((1, 1), dtype=torch.long)
         self._step_pos = torch.zeros((1,), dtype=torch.long)
+        # numpy views of the same memory: writing through them costs ~0.1 µs, torch indexing ~5 µs
+        self._step_views = (self._step_token.numpy(), self._step_pos.numpy())
         self.threads = configure_threads(self.threads)
         if self.threads > 1 and not mkl_threads.pool_pinned():
             warnings.warn(
@@ -105,8 +107,9 @@ class ExecuTorchEngine(Engine):
     def _forward(self, tokens: Sequence[int], start: int) -> np.ndarray:
         torch = self._torch
         if len(tokens) == 1:  # a decode step: refill two preallocated tensors instead of building new ones
-            self._step_token[0, 0] = tokens[0]
-            self._step_pos[0] = start
+            token_view, pos_view = self._step_views
+            token_view[0, 0] = tokens[0]
+            pos_view[0] = start
             inputs = [self._step_token, self._step_pos]
         else:
             inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
