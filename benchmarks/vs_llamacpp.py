@@ -104,7 +104,7 @@ def working_llama_cpp(source: Path, kinds: list[str]) -> tuple[Path, dict[str, P
     if all(subprocess.run([bin_dir / "llama-bench", "-m", g, "-t", "1", "-r", "1", "-p", "64", "-n", "2"],
                           capture_output=True).returncode >= 0 for g in ggufs.values()):
         return bin_dir, ggufs, "llama.cpp built with -march=native"
-    say("the native llama.cpp build died on this machine (its AMX path); rebuilding without AMX …")
+    say("the native llama.cpp build dies on this machine (its AMX path); using the build without AMX …")
     return build_llama_cpp(amx=False), ggufs, (
         f"llama.cpp built with -march=native {NO_AMX}: the CPU reports AMX, but llama.cpp's AMX matmul "
         "faults here (SIGSEGV at ldtilecfg)")
