@@ -9,7 +9,7 @@ Perplexity: eval_en.txt, the conversion report's windows (2,048 tokens, window 2
 the reference's.
 
     python benchmarks/compression_quality.py --reference smollm2-135m \\
-        float=smollm2-135m 8da4w=smollm2-135m@8da4w qat=/tmp/smol-qat@8da4w \\
+        float=smollm2-135m 8da4w=smollm2-135m@8da4w gguf=smollm2-135m@gguf qat=/tmp/smol-qat@8da4w \\
         --out benchmarks/results/$(date +%F)-compression-smollm2.md
 """
 
@@ -40,7 +40,9 @@ def evaluate(source: str, quant: str | None, reference_top1: list | None):
     params = count_parameters(loaded.model)
     decoder = Decoder(loaded.model, max_context=MAX_CONTEXT).eval()
     if quant:
-        apply_recipe(decoder, build_recipe(quant, 32))
+        recipe = build_recipe(quant, 32)
+        gguf_source = (loaded.gguf_path, loaded.model) if recipe.needs_gguf_source else None
+        apply_recipe(decoder, recipe, gguf_source=gguf_source)
     context, stride = report_settings(MAX_CONTEXT)
     ids = text_ids(lambda t: loaded.tokenizer(t, add_special_tokens=False)["input_ids"], data_text(DEFAULT_TEXT),
                    REPORT_TOKENS)

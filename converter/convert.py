@@ -245,7 +245,8 @@ def convert(
         quantized, skipped, quant_logits = [], [], None
         if backend.EAGER_QUANT:
             with stage(f"quantize ({recipe.name})"):
-                quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip)
+                gguf_source = (loaded.gguf_path, hf_model) if getattr(recipe, "needs_gguf_source", False) else None
+                quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip, gguf_source=gguf_source)
                 quant_logits = parity.eager_logits(decoder, tokens) if recipe.linear or recipe.embedding else None
             quantized, skipped = quant_result.quantized, quant_result.skipped
             for s in skipped:

@@ -100,6 +100,7 @@ class Attention(nn.Module):
             hf_attn.v_proj,
             hf_attn.o_proj,
         )
+        self.qkv = None  # a recipe may set one module that computes q, k, v together (gguf_grid.GridLinear)
         self.n_heads, self.n_kv, self.head_dim = shape.num_heads, shape.num_kv_heads, shape.head_dim
         self.scale = float(hf_attn.scaling)
         self.layer_type = layer_type
@@ -128,9 +129,10 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
         bsz, seqlen, _ = x.shape
         # -1 for the token axis: XNNPACK keeps a reshape in the delegate only without symbolic sizes.
-        q = self.q_proj(x).view(bsz, -1, self.n_heads, self.head_dim)
-        k = self.k_proj(x).view(bsz, -1, self.n_kv, self.head_dim)
-        v = self.v_proj(x).view(bsz, -1, self.n_kv, self.head_dim)
+        q, k, v = self.qkv(x) if self.qkv is not None else (self.q_proj(x), self.k_proj(x), self.v_proj(x))
+        q = q.view(bsz, -1, self.n_heads, self.head_dim)
+        k = k.view(bsz, -1, self.n_kv, self.head_dim)
+        v = v.view(bsz, -1, self.n_kv, self.head_dim)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q = q * cos + F.linear(q, self.rotate) * sin
@@ -176,12 +178,13 @@ class MLP(nn.Module):
     def __init__(self, hf_mlp: nn.Module, family: Family):
         super().__init__()
         self.gate_proj, self.up_proj, self.down_proj = hf_mlp.gate_proj, hf_mlp.up_proj, hf_mlp.down_proj
+        self.gate_up = None  # likewise for gate and up
         self.gelu = family.activation == "gelu_tanh"
 
     def forward(self, x):
-        gate = self.gate_proj(x)
+        gate, up = self.gate_up(x) if self.gate_up is not None else (self.gate_proj(x), self.up_proj(x))
         gate = F.gelu(gate, approximate="tanh") if self.gelu else F.silu(gate)
-        return self.down_proj(gate * self.up_proj(x))
+        return self.down_proj(gate * up)
 
 
 class Block(nn.Module):

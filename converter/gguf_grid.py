@@ -13,9 +13,18 @@ and llama.cpp's simple block formats map onto it exactly:
 Only the Q4_1 offset is rounded (to float16): a weight moves by float16 rounding of its block's
 minimum, no more than storing the dequantized weight in float16 would.
 
-Which targets can hold such a grid: Core ML (above). ExecuTorch/XNNPACK cannot: its 4-bit
-kernels (QB4W) are symmetric, with no per-block minimum. LiteRT's int4 is symmetric per
-channel or block as well. Those targets requantize (see docs/compression.md).
+Which targets can hold such a grid:
+- Core ML (above), every block as it is;
+- ExecuTorch/XNNPACK (`grid_linear`): its 4-bit kernel (QD8-F32-QB4W) is symmetric, with no
+  per-block minimum, but Q4_1 splits exactly into a symmetric block and a per-block constant,
+  w = d·q + m = d·(q − 8) + (m + 8d), and the constant's product with x needs only x's sums
+  over each block: y = QB4W(x) + offsets @ blocksums(x), two small float GEMMs (1/32 of the
+  main one's weights). XNNPACK stores block scales as bfloat16: d is rounded to bfloat16 and
+  the offset absorbs the block's mean share of that rounding, so a weight moves by
+  |d − bf16(d)|·|q − mean(q)| ≤ 15·2⁻⁸·d: at most 6% of one grid step (requantizing to another
+  4-bit grid moves weights by up to half a step). Q8_0 embeddings keep their blocks (int8, group 32); a Q8_0
+  linear (a tied head) is requantized per channel to 8da8w (XNNPACK has no blockwise int8 GEMM).
+- LiteRT cannot: its int4 is symmetric per channel or block, with nothing to carry the offset.
 K-quants (Q4_K, Q6_K, as in Gemma 3's Q4_K_M) are not carried over yet.
 """
 
@@ -25,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from pocketlm.errors import ConversionError, RecipeError
 
@@ -39,6 +50,8 @@ class GridWeight:
     data: np.ndarray  # [rows, cols] uint8 codes 0..15 (Q4_*) or int8 (Q8_0)
     scale: np.ndarray  # [rows, cols / 32] float16
     offset: np.ndarray | None  # [rows, cols / 32]: uint8 (Q4_0) or float16 (Q4_1); None for Q8_0
+    d: np.ndarray | None = None  # the file's own block scale and minimum (float16; m: Q4_1 only)
+    m: np.ndarray | None = None
 
     def dequantized(self) -> np.ndarray:
         """What Core ML computes from the stored block (float32)."""
@@ -65,14 +78,14 @@ def decode(raw: np.ndarray, gguf_type: str, rows: int, cols: int):
 
 def _to_grid(name: str, gguf_type: str, codes, d, m) -> GridWeight:
     if gguf_type == "Q8_0":
-        return GridWeight(name, gguf_type, codes, d, None)
+        return GridWeight(name, gguf_type, codes, d, None, d)
     if gguf_type == "Q4_0":
-        return GridWeight(name, gguf_type, codes, d, np.full(d.shape, 8, np.uint8))
+        return GridWeight(name, gguf_type, codes, d, np.full(d.shape, 8, np.uint8), d)
     d32, m32 = d.astype(np.float32), m.astype(np.float32)
     zero = d32 == 0  # a constant block: every weight is m (llama.cpp stores codes 0)
     scale = np.where(zero, 1.0, d32)
     offset = np.where(zero, -m32, -m32 / np.where(zero, 1.0, d32))
-    return GridWeight(name, gguf_type, codes, scale.astype(np.float16), offset.astype(np.float16))
+    return GridWeight(name, gguf_type, codes, scale.astype(np.float16), offset.astype(np.float16), d, m)
 
 
 def read_grid(gguf_path: str | Path, hf_model) -> dict[str, GridWeight]:
@@ -176,3 +189,108 @@ def require_gguf(gguf_path) -> Path:
         raise RecipeError("--quant gguf keeps a GGUF source's own blocks: the source must be a .gguf file or a "
                           "named model")
     return Path(gguf_path)
+
+
+
+def _bf16(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16).float()
+
+
+def _intx(qdata: np.ndarray, scale: torch.Tensor, bits: int, activations: bool):
+    """torchao's tensor for int`bits` blocks of 32 along the input, zero point 0 — what
+    Int8DynamicActivationIntxWeightConfig (activations=True) or IntxWeightOnlyConfig makes, with
+    the file's codes and scales instead of ones it chose."""
+    from torchao.quantization.quantize_.workflows.intx.intx_unpacked_to_int8_tensor import (
+        IntxUnpackedToInt8Tensor,
+        IntxUnpackedToInt8TensorActivationQuantization,
+    )
+
+    act = IntxUnpackedToInt8TensorActivationQuantization.INT8_ASYM_PER_TOKEN if activations else None
+    return IntxUnpackedToInt8Tensor(
+        qdata=torch.from_numpy(np.ascontiguousarray(qdata, dtype=np.int8)), scale=scale.contiguous(),
+        zero_point=torch.zeros(scale.shape, dtype=torch.int8), target_dtype=getattr(torch, f"int{bits}"),
+        block_size=(1, BLOCK), dtype=torch.float32, activation_quantization=act)
+
+
+class GridLinear(nn.Module):
+    """y = QB4W(x) + offsets @ blocksums(x): Q4_0 / Q4_1 linears on XNNPACK's symmetric 4-bit
+    kernel (8da4w's), with the file's codes.
+
+    Given several linears that read the same input (q, k, v; gate, up) it returns each one's
+    output and computes the block sums once. (Stacking their rows into one GEMM would save
+    more, but splitting its output needs slices, which XNNPACK does not run on a dynamic
+    token count.) The block sums are a float GEMM with a 0/1 matrix: exact, and XNNPACK runs
+    it, where a reshape + sum would leave the delegate."""
+
+    def __init__(self, linears: list[nn.Linear], grids: list[GridWeight]):
+        super().__init__()
+        for g in grids:
+            if not g.gguf_type.startswith("Q4"):
+                raise ValueError(f"GridLinear takes Q4_0 / Q4_1 blocks, not {g.gguf_type}")
+        if len({lin.in_features for lin in linears}) != 1:
+            raise ValueError("GridLinear shares block sums between linears of one input width")
+        self.in_features = linears[0].in_features
+        self.main = nn.ModuleList()
+        offsets = []
+        for lin, g in zip(linears, grids, strict=True):
+            d_file = g.d.astype(np.float32)
+            d = _bf16(d_file)  # XNNPACK stores QB4W scales as bfloat16: round here, so eager == lowered
+            main = nn.Linear(lin.in_features, lin.out_features, bias=lin.bias is not None)
+            main.weight = nn.Parameter(_intx(g.data.astype(np.int8) - 8, d, 4, activations=True), requires_grad=False)
+            if lin.bias is not None:
+                main.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False)
+            self.main.append(main)
+            if g.gguf_type == "Q4_0" and np.array_equal(d.numpy(), d_file):
+                offsets.append(None)  # w = d·(q − 8) exactly
+                continue
+            # w − d'·(q − 8) = (d − d')·q + m + 8d': keep its mean over each block (exact when d' = d)
+            m = g.m.astype(np.float32) if g.m is not None else -8 * d_file
+            rows, nb = d_file.shape
+            mean_q = g.data.reshape(rows, nb, BLOCK).mean(axis=-1, dtype=np.float32)
+            offsets.append(torch.from_numpy(np.ascontiguousarray(m + 8 * d.numpy() + (d_file - d.numpy()) * mean_q)))
+        self.has_offsets = [o is not None for o in offsets]
+        self.offsets = nn.ModuleList()  # the offset terms, [nb] -> [out] each (an Identity where exact)
+        for o in offsets:
+            if o is None:
+                self.offsets.append(nn.Identity())
+                continue
+            lin = nn.Linear(o.shape[1], o.shape[0], bias=False)
+            lin.weight = nn.Parameter(o, requires_grad=False)
+            self.offsets.append(lin)
+        self.block_sum = None
+        if any(self.has_offsets):
+            ones = torch.zeros(self.in_features // BLOCK, self.in_features)
+            ones[torch.arange(self.in_features) // BLOCK, torch.arange(self.in_features)] = 1.0
+            self.block_sum = nn.Linear(self.in_features, self.in_features // BLOCK, bias=False)
+            self.block_sum.weight = nn.Parameter(ones, requires_grad=False)
+        # Both small GEMMs as 8da8w: in float32 their weights were ~40% of the 4-bit ones' bytes,
+        # and a decode step is bandwidth-bound. The 0/1 matrix is exact in int8; the sums are
+        # over the int8 activations the main GEMM sees; each offset row is rounded to 1/127 of
+        # its largest entry (~1% of a grid step).
+        from torchao.quantization import quantize_
+
+        from .recipes import LinearQuant, dynamic_activation_config
+
+        small = [m for m in (self.block_sum, *self.offsets) if isinstance(m, nn.Linear)]
+        quantize_(self, dynamic_activation_config(LinearQuant("8da8w", 8, 0, True)),
+                  filter_fn=lambda m, fqn: any(m is x for x in small))
+
+    def forward(self, x):
+        sums = self.block_sum(x) if self.block_sum is not None else None
+        out = []
+        for main, offsets, has in zip(self.main, self.offsets, self.has_offsets, strict=True):
+            y = main(x)
+            out.append(y + offsets(sums) if has else y)
+        return out[0] if len(out) == 1 else tuple(out)
+
+
+def grid_embedding_weight(g: GridWeight):
+    """Q8_0 / Q4_0 rows as torchao's weight-only tensor (ExecuTorch's quantized embedding kernels,
+    groups of 32; their scales stay float32, so the rows are the file's exactly)."""
+    d = torch.from_numpy(g.d.astype(np.float32))
+    if g.gguf_type == "Q8_0":
+        return _intx(g.data, d, 8, activations=False)
+    if g.gguf_type == "Q4_0":
+        return _intx(g.data.astype(np.int8) - 8, d, 4, activations=False)
+    raise RecipeError(f"--quant gguf: an embedding stored as {g.gguf_type} has no ExecuTorch form that keeps "
+                      "its blocks (Q8_0 and Q4_0 do)")

@@ -8,12 +8,16 @@ Linear schemes
   8da4w-hqq  8da4w whose group scales are chosen by HQQ (half-quadratic optimization of the
          rounding error, torchao's scale-only variant) instead of max-abs: the same grid and
          kernels, a closer fit (needs no data)
+  gguf   a GGUF source's own blocks, not requantized (gguf_grid.py): Q4_0 / Q4_1 linears on
+         8da4w's kernel with the file's codes (Q4_1's minimum as a small float term), Q8_0 / Q4_0
+         embeddings as they are; a Q8_0 linear (a tied head) becomes 8da8w
 Embedding schemes: int8 per row, int4 group-wise (ExecuTorch's quantized embedding kernels).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +35,17 @@ class LinearQuant:
 
 
 @dataclass(frozen=True)
+class GGUFGridQuant:
+    """Keep the GGUF source's grid: linears and embeddings both (one handler, as they share a file)."""
+
+    scheme: str = "gguf"
+    weight_bits: int = 4
+    group_size: int = 32  # GGUF's block
+    dynamic_activations: bool = True
+    q8_0_linears: str = "8da8w"  # requantized per channel: XNNPACK has no blockwise int8 GEMM
+
+
+@dataclass(frozen=True)
 class EmbeddingQuant:
     bits: int
     group_size: int  # 0 = one scale per row
@@ -39,8 +54,12 @@ class EmbeddingQuant:
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    linear: LinearQuant | None
+    linear: LinearQuant | GGUFGridQuant | None
     embedding: EmbeddingQuant | None
+
+    @property
+    def needs_gguf_source(self) -> bool:
+        return isinstance(self.linear, GGUFGridQuant)
 
     def describe(self) -> dict:
         return {
@@ -68,13 +87,19 @@ EMBEDDING_SCHEMES = {
     "int8": lambda g: EmbeddingQuant(8, 0),
     "int4": lambda g: EmbeddingQuant(4, g),
 }
-RECIPE_NAMES = tuple(LINEAR_SCHEMES)
+RECIPE_NAMES = (*LINEAR_SCHEMES, "gguf")
 
 
 def build_recipe(quant: str, group_size: int = 32, embedding: str | None = None) -> Recipe:
     """`embedding=None` picks the default: int8 embeddings for quantized recipes, none for fp32."""
+    if quant == "gguf":
+        if embedding is not None:
+            raise RecipeError("--quant gguf stores the embedding as the GGUF file does; drop --embedding-quant")
+        if group_size != 32:
+            raise RecipeError(f"--quant gguf keeps the file's blocks of 32 weights; drop --group-size {group_size}")
+        return Recipe("gguf", GGUFGridQuant(), None)
     if quant not in LINEAR_SCHEMES:
-        raise RecipeError(f"unknown quantization {quant!r} (choose from {', '.join(LINEAR_SCHEMES)})")
+        raise RecipeError(f"unknown quantization {quant!r} (choose from {', '.join(RECIPE_NAMES)})")
     if group_size < 0 or (group_size and group_size % 2):
         raise RecipeError(f"group size must be a positive even number, got {group_size}")
     default_embedding = "none" if quant == "fp32" else "int8"
@@ -185,17 +210,72 @@ def _apply_embedding(model: nn.Module, cfg: EmbeddingQuant, allow_skip: bool) ->
     return QuantResult([n for n, _ in embeddings], [])
 
 
-HANDLERS = {LinearQuant: _apply_linear, EmbeddingQuant: _apply_embedding}
+def _apply_gguf_grid(model: nn.Module, cfg: GGUFGridQuant, allow_skip: bool, gguf_source=None) -> QuantResult:
+    from . import gguf_grid
+
+    if gguf_source is None:
+        raise RecipeError("--quant gguf keeps a GGUF source's own blocks: the source must be a .gguf file or a "
+                          "named model")
+    path, hf_model = gguf_source
+    grids = gguf_grid.read_grid(path, hf_model)
+    # by storage: the decoder shares the Hugging Face model's tensors (a tied head: the embedding's)
+    hf_name = {p.data_ptr(): n for n, p in hf_model.named_parameters(remove_duplicate=False) if n in grids}
+    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))]
+    grid_of = {n: grids.get(hf_name.get(m.weight.data_ptr())) for n, m in modules}
+    missing = [n for n, g in grid_of.items() if g is None]
+    if missing:
+        raise RecipeError(
+            f"--quant gguf: {len(missing)} weight(s) of {Path(path).name if path else 'the source'} are not in a block format ExecuTorch "
+            f"holds unchanged ({', '.join(gguf_grid.SUPPORTED)}): {', '.join(missing[:4])}")
+    # linears that read one input become one module that computes their block sums once (GridLinear)
+    groups = {"self_attn": ("qkv", ("q_proj", "k_proj", "v_proj")), "mlp": ("gate_up", ("gate_proj", "up_proj"))}
+    grouped = set()
+    for name, module in list(model.named_modules()):
+        kind = groups.get(name.rpartition(".")[2])
+        if kind is None or getattr(module, kind[0], "absent") is not None:
+            continue
+        parts = [f"{name}.{child}" for child in kind[1]]
+        if all(p in grid_of and grid_of[p].gguf_type.startswith("Q4") for p in parts):
+            setattr(module, kind[0], gguf_grid.GridLinear([model.get_submodule(p) for p in parts],
+                                                          [grid_of[p] for p in parts]))
+            for child in kind[1]:
+                setattr(module, child, None)
+            grouped.update(parts)
+    per_channel = []
+    for name, module in modules:
+        g = grid_of[name]
+        if name in grouped:
+            continue
+        if isinstance(module, nn.Embedding):
+            module.weight = nn.Parameter(gguf_grid.grid_embedding_weight(g), requires_grad=False)
+        elif g.gguf_type.startswith("Q4"):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child,
+                    gguf_grid.GridLinear([module], [g]))
+        else:
+            per_channel.append(name)
+    if per_channel:
+        from torchao.quantization import quantize_
+
+        wanted = set(per_channel)
+        quantize_(model, dynamic_activation_config(LinearQuant("8da8w", 8, 0, True)),
+                  filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)
+    return QuantResult([n for n, _ in modules], [])
+
+
+HANDLERS = {LinearQuant: _apply_linear, EmbeddingQuant: _apply_embedding, GGUFGridQuant: _apply_gguf_grid}
 
 
 @torch.no_grad()
-def apply_recipe(model: nn.Module, recipe: Recipe, allow_skip: bool = False) -> QuantResult:
-    """Quantize `model` in place as `recipe` says; returns the layers quantized and skipped."""
+def apply_recipe(model: nn.Module, recipe: Recipe, allow_skip: bool = False, gguf_source=None) -> QuantResult:
+    """Quantize `model` in place as `recipe` says; returns the layers quantized and skipped.
+    `gguf_source` (path, Hugging Face model): the file --quant gguf reads its blocks from."""
     result = QuantResult([], [])
     for cfg in (recipe.embedding, recipe.linear):
         if cfg is None:
             continue
-        part = HANDLERS[type(cfg)](model, cfg, allow_skip)
+        extra = {"gguf_source": gguf_source} if isinstance(cfg, GGUFGridQuant) else {}
+        part = HANDLERS[type(cfg)](model, cfg, allow_skip, **extra)
         result.quantized += part.quantized
         result.skipped += part.skipped
     return result

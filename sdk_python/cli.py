@@ -28,7 +28,8 @@ def cli():
 @click.option("--delegate", default=None,
               help="Backend delegate (executorch: xnnpack (default), coreml, or mps where installed).")
 @click.option("--quant", default=None,
-              help="executorch: fp32, 8da4w (default), 8da4w-hqq (HQQ-chosen scales), 8da8w or int8 (weight-only); "
+              help="executorch: fp32, 8da4w (default), 8da4w-hqq (HQQ-chosen scales), 8da8w, int8 (weight-only) or "
+                   "gguf (a GGUF source's own 4-bit blocks, not requantized); "
                    "with --delegate coreml: fp16. "
                    "tflite: fp32, fp16, int8 (default), int8-wo, int4 or mixed (see docs/litert.md). "
                    "coreml: fp16, int8 (default), int4-block, palettize4/6/8, prune50, prune50+palettize4, gguf "
