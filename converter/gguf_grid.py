@@ -1,4 +1,4 @@
-"""Keep a GGUF's own quantization grid: its blocks become Core ML blockwise weights, unchanged.
+"""Keep a GGUF's own quantization grid: its blocks carried into Core ML and ExecuTorch/XNNPACK, not requantized.
 
 A GGUF source is already quantized (SmolLM2 here: Q4_1). Requantizing its dequantized
 weights onto another 4-bit grid rounds every weight a second time: that, not 4 bits as
@@ -15,15 +15,16 @@ minimum, no more than storing the dequantized weight in float16 would.
 
 Which targets can hold such a grid:
 - Core ML (above), every block as it is;
-- ExecuTorch/XNNPACK (`grid_linear`): its 4-bit kernel (QD8-F32-QB4W) is symmetric, with no
+- ExecuTorch/XNNPACK (GridLinear, recipes' `gguf`): its 4-bit kernel (QD8-F32-QB4W) is symmetric, with no
   per-block minimum, but Q4_1 splits exactly into a symmetric block and a per-block constant,
   w = d·q + m = d·(q − 8) + (m + 8d), and the constant's product with x needs only x's sums
-  over each block: y = QB4W(x) + offsets @ blocksums(x), two small float GEMMs (1/32 of the
-  main one's weights). XNNPACK stores block scales as bfloat16: d is rounded to bfloat16 and
-  the offset absorbs the block's mean share of that rounding, so a weight moves by
-  |d − bf16(d)|·|q − mean(q)| ≤ 15·2⁻⁸·d: at most 6% of one grid step (requantizing to another
-  4-bit grid moves weights by up to half a step). Q8_0 embeddings keep their blocks (int8, group 32); a Q8_0
-  linear (a tied head) is requantized per channel to 8da8w (XNNPACK has no blockwise int8 GEMM).
+  over each block: y = QB4W(x) + offsets @ blocksums(x), two small int8 GEMMs (1/32 of the
+  main one's weights; see GridLinear). XNNPACK stores block scales as bfloat16: d is rounded
+  to bfloat16 and the offset absorbs the block's mean share of that rounding, so a weight
+  moves by |d − bf16(d)|·|q − mean(q)| ≤ 15·2⁻⁸·d: at most 6% of one grid step (requantizing
+  to another 4-bit grid moves weights by up to half a step). Q8_0 embeddings keep their
+  blocks (int8, group 32); a Q8_0 linear (a tied head) is requantized per channel to 8da8w
+  (XNNPACK has no blockwise int8 GEMM).
 - LiteRT cannot: its int4 is symmetric per channel or block, with nothing to carry the offset.
 K-quants (Q4_K, Q6_K, as in Gemma 3's Q4_K_M) are not carried over yet.
 """

@@ -224,8 +224,9 @@ def _apply_gguf_grid(model: nn.Module, cfg: GGUFGridQuant, allow_skip: bool, ggu
     grid_of = {n: grids.get(hf_name.get(m.weight.data_ptr())) for n, m in modules}
     missing = [n for n, g in grid_of.items() if g is None]
     if missing:
+        where = Path(path).name if path else "the source"
         raise RecipeError(
-            f"--quant gguf: {len(missing)} weight(s) of {Path(path).name if path else 'the source'} are not in a block format ExecuTorch "
+            f"--quant gguf: {len(missing)} weight(s) of {where} are not in a block format ExecuTorch "
             f"holds unchanged ({', '.join(gguf_grid.SUPPORTED)}): {', '.join(missing[:4])}")
     # linears that read one input become one module that computes their block sums once (GridLinear)
     groups = {"self_attn": ("qkv", ("q_proj", "k_proj", "v_proj")), "mlp": ("gate_up", ("gate_proj", "up_proj"))}
