@@ -9,7 +9,7 @@ Linear schemes
          rounding error, torchao's scale-only variant) instead of max-abs: the same grid and
          kernels, a closer fit (needs no data)
   gguf   a GGUF source's own blocks, not requantized (gguf_grid.py): Q4_0 / Q4_1 linears on
-         8da4w's kernel with the file's codes (Q4_1's minimum as a small float term), Q8_0 / Q4_0
+         8da4w's kernel with the file's codes (Q4_1's minimum as a small int8 term), Q8_0 / Q4_0
          embeddings as they are; a Q8_0 linear (a tied head) becomes 8da8w
 Embedding schemes: int8 per row, int4 group-wise (ExecuTorch's quantized embedding kernels).
 """
