@@ -213,7 +213,8 @@ def convert(
                 loaded.source = {"kind": "recipe", "ref": recipe_file["source"], "recipe": recipe_file["name"],
                                  **({"history": loaded.source["history"]} if "history" in loaded.source else {})}
         hf_model, hf_tokenizer = loaded.model, loaded.tokenizer
-        if getattr(recipe, "needs_gguf_source", False):
+        needs_gguf = getattr(recipe, "needs_gguf_source", False)
+        if needs_gguf:
             from .gguf_grid import require_gguf
 
             require_gguf(loaded.gguf_path)
@@ -245,7 +246,7 @@ def convert(
         quantized, skipped, quant_logits = [], [], None
         if backend.EAGER_QUANT:
             with stage(f"quantize ({recipe.name})"):
-                gguf_source = (loaded.gguf_path, hf_model) if getattr(recipe, "needs_gguf_source", False) else None
+                gguf_source = (loaded.gguf_path, hf_model) if needs_gguf else None
                 quant_result = apply_recipe(decoder, recipe, allow_skip=allow_skip, gguf_source=gguf_source)
                 quant_logits = parity.eager_logits(decoder, tokens) if recipe.linear or recipe.embedding else None
             quantized, skipped = quant_result.quantized, quant_result.skipped

@@ -192,7 +192,6 @@ def require_gguf(gguf_path) -> Path:
     return Path(gguf_path)
 
 
-
 def _bf16(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16).float()
 
@@ -220,8 +219,8 @@ class GridLinear(nn.Module):
     Given several linears that read the same input (q, k, v; gate, up) it returns each one's
     output and computes the block sums once. (Stacking their rows into one GEMM would save
     more, but splitting its output needs slices, which XNNPACK does not run on a dynamic
-    token count.) The block sums are a float GEMM with a 0/1 matrix: exact, and XNNPACK runs
-    it, where a reshape + sum would leave the delegate."""
+    token count.) The block sums are a GEMM with a 0/1 matrix, exact in int8, which XNNPACK
+    runs, where a reshape + sum would leave the delegate."""
 
     def __init__(self, linears: list[nn.Linear], grids: list[GridWeight]):
         super().__init__()
@@ -249,7 +248,6 @@ class GridLinear(nn.Module):
             rows, nb = d_file.shape
             mean_q = g.data.reshape(rows, nb, BLOCK).mean(axis=-1, dtype=np.float32)
             offsets.append(torch.from_numpy(np.ascontiguousarray(m + 8 * d.numpy() + (d_file - d.numpy()) * mean_q)))
-        self.has_offsets = [o is not None for o in offsets]
         self.offsets = nn.ModuleList()  # the offset terms, [nb] -> [out] each (an Identity where exact)
         for o in offsets:
             if o is None:
@@ -259,7 +257,7 @@ class GridLinear(nn.Module):
             lin.weight = nn.Parameter(o, requires_grad=False)
             self.offsets.append(lin)
         self.block_sum = None
-        if any(self.has_offsets):
+        if any(o is not None for o in offsets):
             ones = torch.zeros(self.in_features // BLOCK, self.in_features)
             ones[torch.arange(self.in_features) // BLOCK, torch.arange(self.in_features)] = 1.0
             self.block_sum = nn.Linear(self.in_features, self.in_features // BLOCK, bias=False)
@@ -270,18 +268,18 @@ class GridLinear(nn.Module):
         # its largest entry (~1% of a grid step).
         from torchao.quantization import quantize_
 
-        from .recipes import LinearQuant, dynamic_activation_config
+        from .recipes import LINEAR_SCHEMES, dynamic_activation_config
 
         small = [m for m in (self.block_sum, *self.offsets) if isinstance(m, nn.Linear)]
-        quantize_(self, dynamic_activation_config(LinearQuant("8da8w", 8, 0, True)),
+        quantize_(self, dynamic_activation_config(LINEAR_SCHEMES["8da8w"](0)),
                   filter_fn=lambda m, fqn: any(m is x for x in small))
 
     def forward(self, x):
         sums = self.block_sum(x) if self.block_sum is not None else None
         out = []
-        for main, offsets, has in zip(self.main, self.offsets, self.has_offsets, strict=True):
+        for main, offsets in zip(self.main, self.offsets, strict=True):
             y = main(x)
-            out.append(y + offsets(sums) if has else y)
+            out.append(y + offsets(sums) if isinstance(offsets, nn.Linear) else y)
         return out[0] if len(out) == 1 else tuple(out)
 
 

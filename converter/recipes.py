@@ -161,6 +161,11 @@ def _suggest_group_sizes(widths: set[int]) -> str:
     return ", ".join(map(str, ok)) or "none of 32/64/128/256"
 
 
+def _replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
 def _apply_linear(model: nn.Module, cfg: LinearQuant, allow_skip: bool) -> QuantResult:
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     skipped = []
@@ -188,9 +193,7 @@ def _apply_linear(model: nn.Module, cfg: LinearQuant, allow_skip: bool) -> Quant
         quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)
     else:
         for name in targets:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, Int8WeightOnlyLinear(getattr(parent, child)))
+            _replace_module(model, name, Int8WeightOnlyLinear(model.get_submodule(name)))
     return QuantResult(targets, skipped)
 
 
@@ -213,10 +216,8 @@ def _apply_embedding(model: nn.Module, cfg: EmbeddingQuant, allow_skip: bool) ->
 def _apply_gguf_grid(model: nn.Module, cfg: GGUFGridQuant, allow_skip: bool, gguf_source=None) -> QuantResult:
     from . import gguf_grid
 
-    if gguf_source is None:
-        raise RecipeError("--quant gguf keeps a GGUF source's own blocks: the source must be a .gguf file or a "
-                          "named model")
-    path, hf_model = gguf_source
+    path, hf_model = gguf_source or (None, None)
+    gguf_grid.require_gguf(path)
     grids = gguf_grid.read_grid(path, hf_model)
     # by storage: the decoder shares the Hugging Face model's tensors (a tied head: the embedding's)
     hf_name = {p.data_ptr(): n for n, p in hf_model.named_parameters(remove_duplicate=False) if n in grids}
@@ -250,16 +251,14 @@ def _apply_gguf_grid(model: nn.Module, cfg: GGUFGridQuant, allow_skip: bool, ggu
         if isinstance(module, nn.Embedding):
             module.weight = nn.Parameter(gguf_grid.grid_embedding_weight(g), requires_grad=False)
         elif g.gguf_type.startswith("Q4"):
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child,
-                    gguf_grid.GridLinear([module], [g]))
+            _replace_module(model, name, gguf_grid.GridLinear([module], [g]))
         else:
             per_channel.append(name)
     if per_channel:
         from torchao.quantization import quantize_
 
         wanted = set(per_channel)
-        quantize_(model, dynamic_activation_config(LinearQuant("8da8w", 8, 0, True)),
+        quantize_(model, dynamic_activation_config(LINEAR_SCHEMES["8da8w"](0)),
                   filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn in wanted)
     return QuantResult([n for n, _ in modules], [])
 
