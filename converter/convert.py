@@ -170,6 +170,7 @@ def convert(
     compat: str | None = None,
     compute_units: str | None = None,
     kv_cache: str = "fp32",
+    prefill_method: bool = False,
     console: Console | None = None,
     recipe_file: dict | None = None,
 ) -> Path:
@@ -196,6 +197,13 @@ def convert(
         known = ", ".join(getattr(backend, "KV_CACHE_DTYPES", ("fp32",)))
         raise RecipeError(
             f"--kv-cache {kv_cache} is not available for {target}/{backend.DELEGATE} (available: {known})")
+    if prefill_method:
+        if not getattr(backend, "PREFILL_METHOD", False):
+            raise RecipeError(f"--prefill-method is for the executorch target's xnnpack delegate, "
+                              f"not {target}/{backend.DELEGATE}")
+        if kv_cache != "fp32":
+            raise RecipeError("--prefill-method reads a float KV cache; it cannot go with --kv-cache "
+                              f"{kv_cache} (whose attention reads int8 only in ExecuTorch's quantized SDPA)")
     if compute_units is not None:
         if not hasattr(backend, "check_compute_units"):
             raise RecipeError(f"--compute-units is for the coreml target, not {target}")
@@ -259,6 +267,7 @@ def convert(
             max_prefill=max_prefill, prefill_lengths=prefill_lengths or [], bos_id=tok["bos_token_id"],
             eos_ids=tok["eos_token_ids"], compat=compat, compute_units=compute_units,
             parity_tokens=tokens, float_logits=float_logits, float_perplexity=float_ppl, gguf_path=loaded.gguf_path,
+            prefill_method=prefill_method,
         )
         export_start = time.perf_counter()
         lower_title = f"export and lower to {target}/{backend.DELEGATE}"

@@ -7,7 +7,8 @@ are reused, not copied), written the way ExecuTorch's own Llama is: KV cache in
 the cache only up to the current position), rotary tables precomputed by the
 Hugging Face rotary module itself so every rope scaling type is exact. One
 `forward(tokens, input_pos)` with a dynamic token count serves prefill (many
-tokens) and decode (one).
+tokens) and decode (one); `prefill(tokens, kv_positions)` is the same model with attention
+XNNPACK runs, which the ExecuTorch bundle exports as a second method for prompts.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class Attention(nn.Module):
             self.register_buffer("k_cache", torch.zeros(cache_shape), persistent=False)
             self.register_buffer("v_cache", torch.zeros(cache_shape), persistent=False)
 
-    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
+    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None,
+                prefill_mask: torch.Tensor | None = None):
         bsz, seqlen, _ = x.shape
         # -1 for the token axis: XNNPACK keeps a reshape in the delegate only without symbolic sizes.
         q, k, v = self.qkv(x) if self.qkv is not None else (self.q_proj(x), self.k_proj(x), self.v_proj(x))
@@ -142,11 +144,32 @@ class Attention(nn.Module):
                 bsz, -1, self.n_heads * self.head_dim))
         torch.ops.llama.update_cache(k, self.k_cache, start_pos)
         torch.ops.llama.update_cache(v, self.v_cache, start_pos)
+        if prefill_mask is not None:
+            return self.o_proj(self._gemm_attention(q, prefill_mask))
         if self.window is None:
             out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, start_pos, None, 0.0, True, self.scale)
         else:
             out = torch.ops.llama.custom_sdpa(q, self.k_cache, self.v_cache, 0, window_mask, 0.0, False, self.scale)
         return self.o_proj(out.reshape(bsz, -1, self.n_heads * self.head_dim))
+
+    def _gemm_attention(self, q, mask):
+        """Attention as two batched matmuls and a softmax, all of which XNNPACK runs (the prefill method).
+
+        The cache is read up to the mask's key count L (a backed size: XNNPACK refuses tensors whose
+        size comes from a tensor's value, as start_pos does). Each KV head's query heads are stacked
+        along the token axis, so one [kv, heads/kv * S, L] product covers grouped-query attention
+        without repeating keys. Views take -1 for the one dynamic size and come after contiguous()
+        copies: a view whose shape names a symbol falls out of the delegate.
+        """
+        rep, d = self.n_heads // self.n_kv, self.head_dim
+        key_len = mask.shape[-1]
+        keys = self.k_cache.narrow(1, 0, key_len).permute(0, 2, 3, 1).contiguous().view(self.n_kv, d, -1)
+        values = self.v_cache.narrow(1, 0, key_len).permute(0, 2, 1, 3).contiguous().view(self.n_kv, -1, d)
+        q = (q * self.scale).view(1, -1, self.n_kv, rep, d).permute(0, 2, 3, 1, 4).contiguous()
+        scores = torch.bmm(q.view(self.n_kv, -1, d), keys) + mask  # [kv, rep * S, L]
+        out = torch.bmm(torch.softmax(scores, dim=-1), values)  # [kv, rep * S, d]
+        out = out.view(1, self.n_kv, rep, -1, d).permute(0, 3, 1, 2, 4).contiguous()
+        return out.view(1, -1, self.n_heads * d)
 
     def _int8_attention(self, q, k, v, start_pos: int, window_mask):
         """ExecuTorch's quantized KV-cache path: new keys/values are quantized per token and head
@@ -163,6 +186,18 @@ class Attention(nn.Module):
                 q8, self.k_cache, self.v_cache, start_pos, None, 0.0, True, self.scale, *quant_args)
         return torch.ops.llama.custom_quantized_sdpa(
             q8, self.k_cache, self.v_cache, 0, window_mask, 0.0, False, self.scale, *quant_args)
+
+
+def prefill_mask(positions: torch.Tensor, seqlen: int, window: int | None, repeats: int) -> torch.Tensor:
+    """[repeats * S, L] additive mask for the prefill method: the chunk's queries are the last S of the
+    L positions; key j is visible from query i when j <= i (and i - window < j on sliding layers).
+    Repeated along the rows once per query head of a KV head (the stacking of `_gemm_attention`)."""
+    q_pos = positions[positions.shape[0] - seqlen:].unsqueeze(1)
+    k_pos = positions.unsqueeze(0)
+    visible = k_pos <= q_pos
+    if window is not None:
+        visible = visible & (k_pos > q_pos - window)
+    return torch.where(visible, 0.0, float("-inf")).repeat(repeats, 1)
 
 
 def sliding_window_mask(start_pos: int, seqlen: int, max_context: int, window: int) -> torch.Tensor:
@@ -201,8 +236,9 @@ class Block(nn.Module):
             self.pre_feedforward_layernorm = RMSNorm(hf_layer.pre_feedforward_layernorm.weight + off, eps)
             self.post_feedforward_layernorm = RMSNorm(hf_layer.post_feedforward_layernorm.weight + off, eps)
 
-    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None):
-        attn = self.self_attn(self.input_layernorm(x), cos, sin, start_pos, window_mask)
+    def forward(self, x, cos, sin, start_pos: int, window_mask: torch.Tensor | None,
+                prefill_mask: torch.Tensor | None = None):
+        attn = self.self_attn(self.input_layernorm(x), cos, sin, start_pos, window_mask, prefill_mask)
         if self.sandwich:
             h = x + self.post_attention_layernorm(attn)
             return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
@@ -270,20 +306,46 @@ class Decoder(nn.Module):
         torch._check(start_pos >= 0)
         torch._check(start_pos < self.shape.max_context)
         torch._check(start_pos + seqlen <= self.shape.max_context)
+        windows = {layer.self_attn.window for layer in self.layers} - {None}
+        masks = {w: sliding_window_mask(start_pos, seqlen, self.shape.max_context, w) for w in windows}
+        return self._run(tokens, start_pos, masks)
+
+    def prefill(self, tokens: torch.Tensor, kv_positions: torch.Tensor) -> torch.Tensor:
+        """The prefill method: forward(tokens, [L - S]) with attention XNNPACK runs (`_gemm_attention`).
+
+        kv_positions is arange(L), L = the cached tokens + S: its length (a shape, not a value) tells
+        where the chunk starts. `llama::custom_sdpa` spends most of a long prompt's time in a scalar
+        softmax; this method does the same arithmetic in XNNPACK's batched GEMM and vectorized softmax
+        (2x faster at 512 tokens), at the cost of copying the cache's first L rows once per layer —
+        nothing for a prompt, too much for every decoded token, so decode keeps `forward`.
+        """
+        if self.kv_cache != "fp32":
+            raise UnsupportedModelError("the prefill method reads a float cache; the int8 cache has no such path")
+        seqlen, key_len = tokens.shape[1], kv_positions.shape[0]
+        torch._check(key_len >= seqlen)
+        torch._check(key_len <= self.shape.max_context)
+        start_pos = key_len - seqlen
+        repeats = self.shape.num_heads // self.shape.num_kv_heads
+        positions = torch.arange(key_len)
+        windows = {layer.self_attn.window for layer in self.layers}
+        masks = {w: prefill_mask(positions, seqlen, w, repeats) for w in windows}
+        return self._run(tokens, start_pos, {}, masks)
+
+    def _run(self, tokens, start_pos, window_masks: dict, prefill_masks: dict | None = None) -> torch.Tensor:
+        seqlen = tokens.shape[1]
         x = self.embed_tokens(tokens)
         if self.embed_scale is not None:
             # Gemma rounds the scale to the activation dtype before multiplying.
             x = x * torch.tensor(self.embed_scale, dtype=x.dtype)
         rope = {}
-        windows = {layer.self_attn.window for layer in self.layers} - {None}
-        masks = {w: sliding_window_mask(start_pos, seqlen, self.shape.max_context, w) for w in windows}
         for layer in self.layers:
-            lt = layer.self_attn.layer_type
+            lt, window = layer.self_attn.layer_type, layer.self_attn.window
             if lt not in rope:
                 cos = getattr(self, f"rope_cos_{lt}").narrow(0, start_pos, seqlen)
                 sin = getattr(self, f"rope_sin_{lt}").narrow(0, start_pos, seqlen)
                 rope[lt] = (cos.unsqueeze(1), sin.unsqueeze(1))  # [S, 1, D] broadcasts over heads
-            x = layer(x, *rope[lt], start_pos, masks.get(layer.self_attn.window))
+            x = layer(x, *rope[lt], start_pos, window_masks.get(window),
+                      prefill_masks[window] if prefill_masks is not None else None)
         if not self.all_logits:
             x = x[:, -1, :]
         logits = self.lm_head(self.norm(x))

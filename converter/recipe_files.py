@@ -31,7 +31,7 @@ from .training import TrainSettings
 
 CONVERT_OPTIONS = {
     "target", "delegate", "quant", "group_size", "embedding", "max_context", "max_prefill", "prefill_lengths",
-    "parity_tokens", "allow_skip", "languages", "compat", "compute_units", "kv_cache",
+    "parity_tokens", "allow_skip", "languages", "compat", "compute_units", "kv_cache", "prefill_method",
 }
 TRAIN_OPTIONS = {f.name for f in fields(TrainSettings)} - {"checkpoint_dir", "resume"}
 STEP_OPTIONS = {

@@ -33,6 +33,34 @@ def test_decoder_matches_hf_in_one_pass_and_incrementally(tiny_model_dir, family
     assert torch.allclose(incremental, reference, atol=1e-4), (incremental - reference).abs().max()
 
 
+
+@pytest.mark.parametrize("family", FAMILIES)
+@torch.no_grad()
+def test_prefill_method_matches_forward_in_chunks_over_the_cache(tiny_model_dir, family):
+    """The prefill method (attention as GEMMs over the cache's first L rows) equals Hugging Face's model
+    chunk after chunk: its cache writes and its masks (causal, and sliding past the window of 8) hold."""
+    hf, dec = _load(tiny_model_dir, family)
+    tokens = torch.randint(3, hf.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(2))
+    reference = hf(tokens).logits[0]
+    dec.all_logits = True
+    pieces = [dec.prefill(tokens[:, :10], torch.arange(10))[0], dec.prefill(tokens[:, 10:21], torch.arange(21))[0]]
+    pieces += [dec(tokens[:, i : i + 1], torch.tensor([i]))[0] for i in range(21, 24)]  # then forward decodes
+    chunked = torch.cat(pieces)
+    assert torch.allclose(chunked, reference, atol=1e-4), (chunked - reference).abs().max()
+
+
+def test_prefill_method_refuses_the_int8_cache(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from pocketlm.converter.decoder import Decoder
+    from pocketlm.errors import UnsupportedModelError
+
+    hf = AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama"), dtype=torch.float32).eval()
+    dec = Decoder(hf, max_context=32, kv_cache="int8")
+    with pytest.raises(UnsupportedModelError, match="int8 cache"):
+        dec.prefill(torch.zeros(1, 2, dtype=torch.long), torch.arange(2))
+
+
 def test_family_quirks_are_read_from_the_model(tiny_model_dir):
     _, gemma = _load(tiny_model_dir, "gemma3")
     assert gemma.shape.sliding_window == 8 and gemma.shape.layer_types == ("sliding_attention", "full_attention")

@@ -64,3 +64,36 @@ def test_runtime_metadata_methods_are_in_the_program(tiny_bundle):
     assert {"forward", "get_max_seq_len", "get_max_context_len", "get_eos_ids"} <= set(program.method_names)
     assert program.load_method("get_max_context_len").execute([])[0] == TINY_CONTEXT
     assert program.load_method("get_max_seq_len").execute([])[0] == TINY_PREFILL
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_prefill_method_equals_forward_and_keeps_attention_in_the_delegate(tiny_bundle, family):
+    """The bundle's prefill method (attention as XNNPACK GEMMs) gives forward's logits, prompt chunk after
+    chunk over a shared cache (gemma3: sliding layers past their window), and decode continues from it."""
+    bundle = tiny_bundle(family, "8da4w", prefill_method=True)
+    tokens = list(np.random.default_rng(3).integers(3, 384, size=2 * TINY_PREFILL + 8))
+    with pocketlm.load(bundle) as model:
+        engine = model.engine
+        assert engine._prefill is not None
+        with_prefill = [engine.prefill(tokens[: 2 * TINY_PREFILL + 5]), engine.decode(tokens[-3])]
+        engine.reset()
+        engine._prefill = None  # the forward-only path, as for a bundle without the method
+        forward_only = [engine.prefill(tokens[: 2 * TINY_PREFILL + 5]), engine.decode(tokens[-3])]
+    for a, b in zip(with_prefill, forward_only):
+        assert np.abs(a - b).max() < 1e-3 and a.argmax() == b.argmax()
+    delegation = pocketlm.load(bundle).manifest["report"]["delegation"]
+    outside = delegation["prefill"]["ops_outside_delegate"]
+    assert not {op for op in outside if "sdpa" in op or "bmm" in op or "softmax" in op or "view_copy" in op}, outside
+    assert delegation["prefill"]["delegate_calls"] == delegation["delegate_calls"]
+    plain = pocketlm.load(tiny_bundle(family, "8da4w")).manifest
+    assert set(plain["runtime"]["methods"]) == {"forward"} and "prefill" not in plain["report"]["delegation"]
+
+
+def test_prefill_method_is_refused_where_it_cannot_run(tmp_path):
+    from pocketlm.converter.convert import convert
+    from pocketlm.errors import RecipeError
+
+    for options, message in (({"kv_cache": "int8"}, "float KV cache"), ({"target": "tflite"}, "xnnpack delegate")):
+        with pytest.raises(RecipeError, match=message):
+            convert(str(tmp_path / "missing"), tmp_path / "out", prefill_method=True, **options)
+    assert not (tmp_path / "out").exists()

@@ -45,6 +45,7 @@ class LoweringJob:
     float_logits: object = None  # … and the float model's logits on them ([tokens, vocab])
     float_perplexity: dict | None = None  # the float model's report perplexity (eager_perplexity)
     gguf_path: Path | None = None  # a GGUF source's file (Core ML --quant gguf keeps its blocks)
+    prefill_method: bool = False  # ExecuTorch/XNNPACK: also export `prefill` (attention in XNNPACK)
 
 
 def get_backend(target: str, delegate: str | None = None):

@@ -8,4 +8,5 @@ class Tensor { companion object { @JvmStatic fun fromBlob(data: LongArray, shape
   val dataAsFloatArray: FloatArray get() = FloatArray(0) }
 class EValue { companion object { @JvmStatic fun from(t: Tensor): EValue = EValue() }; fun toTensor(): Tensor = Tensor() }
 class Module { companion object { const val LOAD_MODE_MMAP = 1; @JvmStatic fun load(path: String, mode: Int, threads: Int): Module = Module() }
-  fun forward(vararg inputs: EValue): Array<EValue> = arrayOf(); fun destroy() {} }
+  fun forward(vararg inputs: EValue): Array<EValue> = arrayOf()
+  fun execute(methodName: String, vararg inputs: EValue): Array<EValue> = arrayOf(); fun destroy() {} }

@@ -67,19 +67,29 @@ final class CoreMLRuntime: ModelRuntime {
 }
 
 /// A pocketlm .pte through ExecuTorch's Module: forward(tokens [1, T] int64, input_pos [1] int64) → logits
-/// [1, vocab] (manifest runtime.methods.forward); the KV cache lives inside the program.
+/// [1, vocab] (manifest runtime.methods.forward); the KV cache lives inside the program. A bundle that lists
+/// "prefill" (attention in XNNPACK, 2x faster on long prompts) gets its prompt chunks there:
+/// prefill(tokens [1, T], kv_positions [start + T]) shares forward's cache.
 final class ExecuTorchRuntime: ModelRuntime {
     private let module: Module
+    private let hasPrefill: Bool
 
     init(_ bundle: PocketBundle) throws {
         module = Module(filePath: bundle.file(bundle.runtime.program).path)
         try module.load("forward")
+        hasPrefill = bundle.runtime.methods.contains("prefill")
+        if hasPrefill { try module.load("prefill") }
     }
 
     func forward(_ tokens: [Int], start: Int) throws -> [Float] {
         let ids = Tensor<Int64>(tokens.map(Int64.init), shape: [1, tokens.count])
-        let position = Tensor<Int64>([Int64(start)], shape: [1])
-        let outputs = try module.forward([ids, position])
+        let outputs: [Value]
+        if tokens.count > 1 && hasPrefill {
+            let keys = start + tokens.count
+            outputs = try module.execute("prefill", [ids, Tensor<Int64>((0..<keys).map(Int64.init), shape: [keys])])
+        } else {
+            outputs = try module.forward([ids, Tensor<Int64>([Int64(start)], shape: [1])])
+        }
         guard let logits: Tensor<Float> = outputs.first?.tensor() else {
             throw PocketLMError.bundle("the ExecuTorch program returned no logits tensor")
         }

@@ -36,6 +36,8 @@ public struct RuntimeSpec {
     public let maxContext: Int
     public let maxPrefill: Int
     public let prefillLengths: [Int]
+    /// runtime.methods' names: an ExecuTorch bundle with "prefill" runs prompts through it.
+    public let methods: Set<String>
 }
 
 /// A pocketlm bundle: manifest.json checked (schema version, the fields the app uses) and, unless told
@@ -123,7 +125,8 @@ public struct PocketBundle {
             program: try r.string("program"),
             maxContext: try r.int("max_context"),
             maxPrefill: try r.int("max_prefill"),
-            prefillLengths: (r["prefill_lengths"] as? [Any] ?? []).compactMap { $0 as? Int }
+            prefillLengths: (r["prefill_lengths"] as? [Any] ?? []).compactMap { $0 as? Int },
+            methods: Set((r["methods"] as? [String: Any] ?? [:]).keys)
         )
     }
 

@@ -12,4 +12,5 @@ public final class Module {
     public init(filePath: String) {}
     public func load(_ method: String) throws {}
     public func forward(_ inputs: [AnyObject]) throws -> [Value] { [] }
+    public func execute(_ method: String, _ inputs: [AnyObject]) throws -> [Value] { [] }
 }

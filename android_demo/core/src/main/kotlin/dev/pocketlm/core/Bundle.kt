@@ -28,6 +28,8 @@ data class RuntimeSpec(
     val maxContext: Int,
     val maxPrefill: Int,
     val prefillLengths: List<Int>,
+    /** runtime.methods' names: an ExecuTorch bundle with "prefill" runs prompts through it. */
+    val methods: Set<String> = setOf("forward"),
 )
 
 /**
@@ -62,6 +64,7 @@ class Bundle private constructor(val dir: File, val manifest: JSONObject) {
             maxContext = r.getInt("max_context"),
             maxPrefill = r.getInt("max_prefill"),
             prefillLengths = lengths?.let { a -> (0 until a.length()).map { a.getInt(it) } } ?: emptyList(),
+            methods = r.optJSONObject("methods")?.keys()?.asSequence()?.toSet() ?: emptySet(),
         )
     }
 
