@@ -1,13 +1,13 @@
 """ExecuTorch with the XNNPACK delegate: torch.export -> edge -> XNNPACK -> .pte.
 
-`forward(tokens[1, S], input_pos[1])` with S dynamic in [1, max_prefill]; with
---prefill-method (float cache only) a second method `prefill(tokens[1, S], kv_positions[L])`:
-the same model with its attention in XNNPACK (decoder.Decoder.prefill), 2x faster attention
-on long prompts. Not the default: each method's delegates pack their own copy of the
-weights when loaded (the pip runtime offers no way to turn on XNNPACK's shared weight
-cache), and the export takes ~2.5x as long. The KV cache lives in the program as mutable
-buffers the methods share. The
-metadata methods ExecuTorch's LLM runners read (get_max_seq_len, get_eos_ids …)
+`forward(tokens[1, S], input_pos[1])` with S dynamic in [1, max_prefill]; the KV cache
+lives in the program as mutable buffers. With --prefill-method (float cache only) a
+second method `prefill(tokens[1, S], kv_positions[L])`: the same model with its attention
+in XNNPACK (decoder.Decoder.prefill), 2x faster attention on long prompts, sharing the
+cache. Not the default: each method's delegates pack their own copy of the weights when
+loaded (the pip runtime offers no way to turn on XNNPACK's shared weight cache), and the
+export takes ~2.7x as long. The metadata methods ExecuTorch's LLM runners read
+(get_max_seq_len, get_eos_ids …)
 are baked in as constant methods, so the .pte also runs in ExecuTorch's own
 C++ runner and Android's LlmModule.
 """
@@ -132,7 +132,7 @@ def lower(job) -> dict:
     )
     shared = "prefill" in methods
     facts = _delegation(edge, "forward")
-    if "prefill" in methods:
+    if shared:
         facts["prefill"] = _delegation(edge, "prefill")
     program = edge.to_executorch(
         ExecutorchBackendConfig(
