@@ -59,8 +59,7 @@ class ExecuTorchEngine(Engine):
     def __init__(self, bundle, threads: int | None = None, enable_etdump: bool = False):
         super().__init__(bundle, threads)
         self.enable_etdump = enable_etdump
-        self._method = self._prefill = None
-        self._call = self._prefill_call = None
+        self._run = self._prefill = None  # each method as a callable: inputs -> outputs
         self._program = None
 
     @classmethod
@@ -94,16 +93,11 @@ class ExecuTorchEngine(Engine):
         path = self.bundle.file(self.bundle.runtime["program"])
         try:
             self._program = Runtime.get().load_program(path, enable_etdump=self.enable_etdump)
-            self._method = self._program.load_method("forward")
-            # The pybind method under executorch.runtime's wrapper: it can return the program's own output
-            # buffer instead of a torch clone of it. That clone (49k+ floats) runs on torch's OpenMP pool,
-            # whose spinning worker then competes with XNNPACK's for the cores (decode ~25% slower).
-            self._call = _raw(self._method)
+            self._run = _invoker(self._program.load_method("forward"))
             # Bundles with a prefill method (attention in XNNPACK) run prompts through it: 2x faster
             # attention on long prompts; it shares the KV cache with forward, which decodes.
             methods = self.bundle.runtime.get("methods", {})
-            self._prefill = self._program.load_method("prefill") if "prefill" in methods else None
-            self._prefill_call = _raw(self._prefill) if self._prefill is not None else None
+            self._prefill = _invoker(self._program.load_method("prefill")) if "prefill" in methods else None
         except RuntimeError as e:
             raise BundleError(f"ExecuTorch could not load {path.name}: {e}") from None
         global _threads_fixed
@@ -115,17 +109,16 @@ class ExecuTorchEngine(Engine):
             token_view, pos_view = self._step_views
             token_view[0, 0] = tokens[0]
             pos_view[0] = start
-            inputs = [self._step_token, self._step_pos]
-            method, call = self._method, self._call
+            inputs, run = [self._step_token, self._step_pos], self._run
         elif self._prefill is not None:
             inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.arange(start + len(tokens))]
-            method, call = self._prefill, self._prefill_call
+            run = self._prefill
         else:
             inputs = [torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)]
-            method, call = self._method, self._call
+            run = self._run
         t0 = time.perf_counter()
         with mkl_threads.single_threaded():  # this thread is the pool's worker 0 (see mkl_threads)
-            out = call(inputs, clone_outputs=False) if call else method.execute(inputs)
+            out = run(inputs)
         self.runtime_seconds += time.perf_counter() - t0
         # The runtime reuses its output buffer on the next call: copy the logits out (numpy, one thread).
         return out[0].numpy().reshape(-1).copy()
@@ -137,10 +130,15 @@ class ExecuTorchEngine(Engine):
         self._program.write_etdump_result_to_file(str(path), str(debug_buffer_path))
 
     def close(self) -> None:
-        self._method = self._call = self._prefill = self._prefill_call = None
+        self._run = self._prefill = None
         self._program = None
 
 
-def _raw(method):
-    """The pybind method under executorch.runtime's wrapper (None if a future wrapper hides it)."""
-    return getattr(method, "_method", None)
+def _invoker(method):
+    """Calls `method` through the pybind method under executorch.runtime's wrapper where there is one: it can
+    return the program's own output buffer instead of a torch clone of it. That clone (49k+ floats) runs on
+    torch's OpenMP pool, whose spinning worker then competes with XNNPACK's for the cores (decode ~25% slower)."""
+    raw = getattr(method, "_method", None)
+    if raw is None:  # a future wrapper that hides it: its own execute (a clone per call)
+        return method.execute
+    return lambda inputs: raw(inputs, clone_outputs=False)
