@@ -23,7 +23,7 @@ from torch import nn
 from pocketlm.errors import TrainingError
 
 from .textdata import IGNORE, TokenRows, load_rows
-from .training import TrainSettings, gather_unsharded, train
+from .training import TrainSettings, gather_unsharded, train, training_record
 
 MODES = ("token", "sequence")
 HISTORY_FILE = "pocketlm_history.json"  # what was done to a model folder; sources.py reads it into manifests
@@ -252,7 +252,8 @@ def _distill(teacher_ref, student_ref, data, output, settings, train_settings, f
     elif settings.qat:
         finish_qat(s_model)
     summary = {"step": "distill", "teacher": teacher_ref, "student": student_ref, "data": str(data),
-               "settings": asdict(settings), "rows": len(rows), "trained_tokens": rows.trained_tokens,
+               "settings": asdict(settings), "training": training_record(train_settings), "rows": len(rows),
+               "trained_tokens": rows.trained_tokens,
                **result.as_dict()}
     if dist.main:
         history = read_history(student_ref) if Path(student_ref).is_dir() else []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pocketlm.errors import TrainingError
 
-from .training import TrainSettings, train
+from .training import TrainSettings, train, training_record
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -82,6 +82,7 @@ def _finetune(source, data, output, settings, train_settings, force, console, di
     merged = merge_lora(model) if model is not None else None
     summary = {"step": "finetune", "source": source, "data": str(data),
                "settings": {**asdict(settings), "targets": list(settings.targets)},
+               "training": training_record(train_settings),
                "trainable_parameters": trainable, "trained_tokens": rows.trained_tokens, **result.as_dict()}
     if dist.main:
         history = read_history(source) if Path(source).is_dir() else []

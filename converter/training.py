@@ -27,6 +27,7 @@ from pocketlm.errors import TrainingError
 from .textdata import TokenRows
 
 CHECKPOINT_STATE = "state.json"
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass
@@ -37,6 +38,9 @@ class TrainSettings:
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
+    # after the warm-up: "constant", or "linear" decay to zero over the budget (steps, or this
+    # run's minutes: a --minutes budget is per invocation, and so is the decay)
+    lr_schedule: str = "constant"
     seed: int = 0
     checkpoint_dir: str | None = None
     checkpoint_every: int = 50
@@ -53,6 +57,8 @@ class TrainSettings:
             raise TrainingError(f"--minutes must be positive, got {self.minutes}")
         if self.batch_size < 1:
             raise TrainingError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainingError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.resume and not self.checkpoint_dir:
             raise TrainingError("--resume needs --checkpoint-dir")
 
@@ -282,8 +288,11 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
             out_of_time = settings.minutes is not None and time.perf_counter() - started >= 60 * settings.minutes
             if (total is not None and step >= total) or dist.any(out_of_time):
                 break
+            lr = step_lr(settings, step, time.perf_counter() - started)
+            if settings.lr_schedule == "linear":
+                lr = dist.mean(lr)  # a time-based lr: every process must step with the same one
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * min(1.0, (step + 1) / max(1, settings.warmup_steps))
+                group["lr"] = lr
             index = batch_indices(len(rows), settings.batch_size, step, settings.seed)
             batch = rows.select(index[dist.rank * per_rank : (dist.rank + 1) * per_rank])
             with _autocast(settings.bf16):
@@ -307,6 +316,26 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
         model.eval()
     return TrainResult(step, round(time.perf_counter() - started, 1), losses, resumed_from, dist.world,
                        settings.batch_size, int(rows.input_ids.shape[1]))
+
+
+def training_record(settings: TrainSettings) -> dict:
+    """The settings that shaped the weights, for the model folder's history (not where checkpoints went)."""
+    keep = ("steps", "minutes", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "seed", "bf16",
+            "fsdp")
+    return {k: getattr(settings, k) for k in keep}
+
+
+def step_lr(settings: TrainSettings, step: int, seconds: float) -> float:
+    """The learning rate of optimizer step `step` (0-based), `seconds` into this run."""
+    lr = settings.lr * min(1.0, (step + 1) / max(1, settings.warmup_steps))
+    if settings.lr_schedule == "linear":
+        used = 0.0  # the share of the budget spent: the larger of steps and time
+        if settings.steps is not None:
+            used = step / settings.steps
+        if settings.minutes is not None:
+            used = max(used, seconds / (60 * settings.minutes))
+        lr *= max(0.0, 1.0 - used)
+    return lr
 
 
 def _autocast(bf16: bool):

@@ -125,6 +125,9 @@ def _training_options(f):
         click.option("--batch-size", default=8, show_default=True, help="Rows per step, over all processes."),
         click.option("--seq-len", default=256, show_default=True, help="Tokens per row."),
         click.option("--lr", default=1e-4, show_default=True, help="AdamW learning rate (after a 10-step warm-up)."),
+        click.option("--lr-schedule", type=click.Choice(["constant", "linear"]), default="constant",
+                     show_default=True, help="After the warm-up: constant, or linear decay to zero over the budget "
+                     "(--steps, or this run's --minutes)."),
         click.option("--seed", default=0, show_default=True),
         click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
                      help="Save a resumable checkpoint here (safetensors + JSON)."),
@@ -141,9 +144,11 @@ def _training_options(f):
     return f
 
 
-def _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, bf16, fsdp):
+def _train_settings(steps, minutes, batch_size, lr, lr_schedule, seed, checkpoint_dir, checkpoint_every, resume, bf16,
+                    fsdp):
     return _converter("training").TrainSettings(
-        steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, seed=seed, checkpoint_dir=checkpoint_dir,
+        steps=steps, minutes=minutes, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
+        checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every, resume=resume, bf16=bf16, fsdp=fsdp)
 
 
@@ -204,8 +209,8 @@ def prune(source, output, mlp, heads, layers, multiple_of, unstructured, two_fou
 @click.option("--new-tokens", default=96, show_default=True, help="sequence: tokens the teacher generates.")
 @_training_options
 def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_size, prompt_tokens, new_tokens,
-            steps, minutes, batch_size, seq_len, lr, seed, checkpoint_dir, checkpoint_every, resume, bf16, fsdp,
-            output, force):
+            steps, minutes, batch_size, seq_len, lr, lr_schedule, seed, checkpoint_dir, checkpoint_every, resume,
+            bf16, fsdp, output, force):
     """Distil TEACHER into STUDENT on a text; writes the student as a model folder.
 
     Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
@@ -213,7 +218,8 @@ def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_s
     m = _converter("distill")
     settings = m.DistillSettings(mode=mode, temperature=temperature, hard_weight=hard_weight, seq_len=seq_len,
                                  qat=qat, group_size=group_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens)
-    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, bf16, fsdp)
+    train = _train_settings(steps, minutes, batch_size, lr, lr_schedule, seed, checkpoint_dir, checkpoint_every, resume,
+                            bf16, fsdp)
     _print_summary(m.distill(teacher, student, data, output, settings, train, force=force, console=_console()))
 
 
@@ -227,8 +233,8 @@ def distill(teacher, student, data, mode, temperature, hard_weight, qat, group_s
 @click.option("--targets", default=",".join(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                              "down_proj")), show_default=True, help="Modules to adapt.")
 @_training_options
-def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_size, seq_len, lr, seed,
-             checkpoint_dir, checkpoint_every, resume, bf16, fsdp, output, force):
+def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_size, seq_len, lr, lr_schedule,
+             seed, checkpoint_dir, checkpoint_every, resume, bf16, fsdp, output, force):
     """LoRA-fine-tune SOURCE (peft) and write it with the adapters merged into the weights.
 
     Runs unchanged under torchrun (data parallel: gloo on CPU, nccl on GPU).
@@ -236,7 +242,8 @@ def finetune(source, data, rank, alpha, dropout, targets, steps, minutes, batch_
     m = _converter("finetune")
     settings = m.LoraSettings(rank=rank, alpha=alpha, dropout=dropout, seq_len=seq_len,
                               targets=tuple(t.strip() for t in targets.split(",") if t.strip()))
-    train = _train_settings(steps, minutes, batch_size, lr, seed, checkpoint_dir, checkpoint_every, resume, bf16, fsdp)
+    train = _train_settings(steps, minutes, batch_size, lr, lr_schedule, seed, checkpoint_dir, checkpoint_every, resume,
+                            bf16, fsdp)
     _print_summary(m.finetune(source, data, output, settings, train, force=force, console=_console()))
 
 

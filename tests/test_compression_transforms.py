@@ -18,7 +18,7 @@ from pocketlm.converter.finetune import LoraSettings, add_lora, finetune, merge_
 from pocketlm.converter.prune import PruneSettings, count_parameters, prune, sparsify
 from pocketlm.converter.sources import load_source
 from pocketlm.converter.textdata import IGNORE, load_rows
-from pocketlm.converter.training import TrainSettings
+from pocketlm.converter.training import TrainSettings, step_lr
 from pocketlm.errors import RecipeError, TrainingError
 
 QUIET = Console(quiet=True)
@@ -146,6 +146,27 @@ def test_distillation_brings_a_pruned_student_closer_to_its_teacher(pruned, tiny
     assert _kl_to_teacher(teacher, tmp_path / "d", text_file) < 0.8 * _kl_to_teacher(teacher, folder, text_file)
     history = json.loads((tmp_path / "d" / "pocketlm_history.json").read_text())["steps"]
     assert [h["step"] for h in history] == ["prune", "distill"]
+
+
+def test_linear_lr_schedule_decays_to_zero_over_the_budget_and_is_recorded(pruned, tiny_model_dir, tmp_path,
+                                                                           text_file):
+    steps = TrainSettings(steps=10, lr=1.0, warmup_steps=2, lr_schedule="linear")
+    lrs = [step_lr(steps, i, seconds=0.0) for i in range(10)]
+    assert lrs[0] == pytest.approx(0.5) and lrs[1] == pytest.approx(0.9) and lrs[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+    timed = TrainSettings(minutes=2, lr=1.0, warmup_steps=1, lr_schedule="linear")
+    assert step_lr(timed, 500, seconds=60) == pytest.approx(0.5) and step_lr(timed, 9, seconds=130) == 0.0
+    both = TrainSettings(steps=100, minutes=1, lr=1.0, warmup_steps=1, lr_schedule="linear")
+    assert step_lr(both, 50, seconds=45) == pytest.approx(0.25)  # the budget nearer its end decides
+    constant = TrainSettings(steps=10, lr=1.0, warmup_steps=2)
+    assert [step_lr(constant, i, 0.0) for i in (0, 1, 9)] == [0.5, 1.0, 1.0]
+    with pytest.raises(TrainingError, match="--lr-schedule must be one of constant, linear"):
+        TrainSettings(steps=1, lr_schedule="cosine").check()
+    summary = distill(str(tiny_model_dir("llama")), str(pruned[0]), str(text_file), tmp_path / "d",
+                      DistillSettings(seq_len=32), TrainSettings(steps=10, lr_schedule="linear", **TINY_TRAIN))
+    assert summary["last_loss"] < summary["first_loss"]
+    recorded = json.loads((tmp_path / "d" / "pocketlm_history.json").read_text())["steps"][-1]["training"]
+    assert recorded["lr_schedule"] == "linear" and recorded["lr"] == TINY_TRAIN["lr"] and recorded["steps"] == 10
 
 
 def test_bf16_distillation_keeps_float32_weights(pruned, tiny_model_dir, tmp_path, text_file):
