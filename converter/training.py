@@ -320,9 +320,7 @@ def _train(model, rows, loss_fn, settings, title, meta, dist: Distributed, conso
 
 def training_record(settings: TrainSettings) -> dict:
     """The settings that shaped the weights, for the model folder's history (not where checkpoints went)."""
-    keep = ("steps", "minutes", "batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "seed", "bf16",
-            "fsdp")
-    return {k: getattr(settings, k) for k in keep}
+    return {k: v for k, v in asdict(settings).items() if k not in ("checkpoint_dir", "checkpoint_every", "resume")}
 
 
 def step_lr(settings: TrainSettings, step: int, seconds: float) -> float:

@@ -47,8 +47,8 @@ def test_etdump_operator_table_adds_up(host_report):
     assert "llama::custom_sdpa.out" in names
     assert any(r["delegated"] and "Fully Connected" in r["name"] for r in measured)
     total = ops["total_ms"]
-    # on a 2-layer model the runtime's fixed per-call overhead can be most of the time (15% measured on an
-    # AMD EPYC VM, more on a Xeon), so only "some, and not more than the whole" is a property of the table
+    # on a 2-layer model the runtime's fixed per-call overhead can be most of the time (85% of it on an AMD
+    # EPYC VM, 2026-12-07), so only "some, and not more than the whole" is a property of the table
     assert 0 < sum(r["total_ms"] for r in measured) <= 1.05 * total
     assert sum(r["total_ms"] for r in ops["by_op"]) == pytest.approx(total, rel=0.05)
     calls = ops["delegate_calls"]
