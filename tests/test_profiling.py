@@ -54,6 +54,24 @@ def test_etdump_operator_table_adds_up(host_report):
     calls = ops["delegate_calls"]
     assert calls["count"] > 0 and len(calls["per_call"]) >= 2  # a 2-layer decoder lowers to several pieces
     assert sum(c["total_ms"] for c in calls["per_call"]) == pytest.approx(calls["total_ms"], rel=0.01)
+    assert host_report["operators"]["decode_step"]["steps"] == 7  # gen 8: the first token is the prefill's
+
+
+@pytest.mark.parametrize("prefill_method", [False, True])
+def test_decode_step_table_is_one_token_without_the_prefill(tiny_bundle, prefill_method):
+    from pocketlm.bundle import read_bundle
+    from pocketlm.profiling.host import operator_profile
+
+    options = {"prefill_method": True} if prefill_method else {}
+    bundle = read_bundle(tiny_bundle("llama", "8da4w", **options))
+    ops = operator_profile(bundle, list(range(5, 17)), gen=6, threads=None)
+    step = ops["decode_step"]
+    assert step["steps"] == 5  # the first generated token comes from the prefill
+    assert 0 < step["step_ms"] < ops["total_ms"]
+    assert sum(r["ms_per_step"] for r in step["by_op"]) == pytest.approx(step["step_ms"], rel=0.05)
+    per_step = {r["name"]: r["calls_per_step"] for r in step["by_op"]}
+    assert per_step["llama::custom_sdpa.out"] == 2  # one attention per layer of the 2-layer model, per token
+    assert per_step["llama::update_cache.out"] == 4  # keys and values
 
 
 def test_report_files_and_plots(host_report, tmp_path):
@@ -65,6 +83,7 @@ def test_report_files_and_plots(host_report, tmp_path):
     validate(json.loads((tmp_path / "report.json").read_text()), "profile-report.schema.json", "report.json")
     md = (tmp_path / "report.md").read_text()
     assert "| 8 |" in md and "| 24 |" in md and "## Per operator" in md
+    assert "One decode step (the mean of the pass's last 7)" in md
 
 
 def test_device_result_vector_folds_exactly():

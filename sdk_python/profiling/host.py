@@ -190,7 +190,7 @@ def operator_profile(bundle, prompt: list[int], gen: int, threads: int | None) -
         return {"available": False, "reason": f"executorch.devtools is not importable ({e})"}
     engine = open_engine(bundle, threads=threads, enable_etdump=True)
     try:
-        _timed_run(engine, prompt, gen)
+        run = _timed_run(engine, prompt, gen)
         with tempfile.TemporaryDirectory() as tmp:
             etdump = Path(tmp) / "run.etdp"
             engine.write_etdump(etdump, Path(tmp) / "debug.bin")
@@ -201,47 +201,19 @@ def operator_profile(bundle, prompt: list[int], gen: int, threads: int | None) -
                 inspector = Inspector(etdump_path=str(etdump))
     finally:
         engine.close()
-    return summarize_etdump(inspector)
+    return summarize_etdump(inspector, decode_steps=run["decode_tokens"])
 
 
-def summarize_etdump(inspector) -> dict:
-    """Per op type: delegated ops by XNNPACK's op name (without '#n'), others by kernel name."""
-    by_op: dict[tuple[str, bool], list] = defaultdict(lambda: [0, 0.0])
-    total = delegate_total = 0.0
-    delegate_count = 0
-    per_call: list[dict] = []  # each delegate piece of the program, in execution order
-    for block in inspector.event_blocks:
-        if block.name != "Execute":
-            continue
-        for event in block.events:
-            if not event.perf_data:
-                continue
-            ms = float(sum(event.perf_data.raw))
-            name = event.name
-            if name == "Method::execute":
-                total += ms
-            elif name == "DELEGATE_CALL":
-                delegate_total += ms
-                delegate_count += len(event.perf_data.raw)
-                per_call.append({"index": len(per_call), "backend": event.delegate_backend_name or "",
-                                 "calls": len(event.perf_data.raw), "total_ms": round(ms, 4)})
-            elif name == "OPERATOR_CALL":
-                continue  # wraps the kernel event that follows it
-            else:
-                key = (name.split(" #")[0].removeprefix("native_call_"), bool(event.is_delegated_op))
-                by_op[key][0] += len(event.perf_data.raw)
-                by_op[key][1] += ms
-    if not by_op:
+def summarize_etdump(inspector, decode_steps: int = 0) -> dict:
+    """Per op type: delegated ops by XNNPACK's op name (without '#n'), others by kernel name; the whole
+    pass, and the last `decode_steps` executions of the method run most often (forward: every decode
+    step runs it once, a prefill runs it once or runs a method of its own) as one mean decode step."""
+    blocks = [b for b in inspector.event_blocks if b.name == "Execute"]
+    whole = _op_table(blocks, lambda raw: raw)
+    if whole is None:
         return {"available": False, "reason": "the ETDump held no operator events"}
-    rows = [{"name": n, "delegated": d, "calls": c, "total_ms": ms} for (n, d), (c, ms) in by_op.items()]
-    # What the operator events do not cover, so that the table adds up to Method::execute.
-    inside = sum(r["total_ms"] for r in rows if r["delegated"])
-    outside = sum(r["total_ms"] for r in rows if not r["delegated"])
-    rows.append({"name": "(delegate call overhead)", "delegated": True, "calls": delegate_count,
-                 "total_ms": max(delegate_total - inside, 0.0), "overhead": True})
-    rows.append({"name": "(runtime between operators)", "delegated": False, "calls": 0,
-                 "total_ms": max(total - delegate_total - outside, 0.0), "overhead": True})
-    return {
+    rows, total, delegate_total, delegate_count, per_call = whole
+    result = {
         "available": True,
         "source": "etdump",
         "total_ms": total,
@@ -249,6 +221,67 @@ def summarize_etdump(inspector) -> dict:
         "module_mapping": "not available: the bundle carries no ETRecord to map operators to modules",
         "by_op": rows,
     }
+    if decode_steps > 0:
+        forward = max(blocks, key=_executions)
+        if _executions(forward) < decode_steps:
+            raise ProfileError(f"the ETDump holds {_executions(forward)} executions of the decode method, "
+                               f"not the {decode_steps} decode steps that were run")
+        rows, step_total, _, _, _ = _op_table([forward], lambda raw: raw[-decode_steps:])
+        result["decode_step"] = {
+            "steps": decode_steps,
+            "step_ms": step_total / decode_steps,
+            "by_op": [{"name": r["name"], "delegated": r["delegated"], "overhead": r.get("overhead", False),
+                       "calls_per_step": r["calls"] / decode_steps, "ms_per_step": r["total_ms"] / decode_steps}
+                      for r in rows],
+        }
+    return result
+
+
+def _executions(block) -> int:
+    """How many times the method of this ETDump block ran."""
+    return max((len(e.perf_data.raw) for e in block.events if e.name == "Method::execute" and e.perf_data),
+               default=0)
+
+
+def _op_table(blocks, pick):
+    """(rows, Method::execute ms, delegate ms, delegate calls, per delegate call) over the executions
+    that `pick` selects from each event's list of per-execution times; None without operator events."""
+    by_op: dict[tuple[str, bool], list] = defaultdict(lambda: [0, 0.0])
+    total = delegate_total = 0.0
+    delegate_count = 0
+    per_call: list[dict] = []  # each delegate piece of the program, in execution order
+    for block in blocks:
+        for event in block.events:
+            if not event.perf_data:
+                continue
+            raw = pick(list(event.perf_data.raw))
+            ms = float(sum(raw))
+            name = event.name
+            if name == "Method::execute":
+                total += ms
+            elif name == "DELEGATE_CALL":
+                delegate_total += ms
+                delegate_count += len(raw)
+                per_call.append({"index": len(per_call), "backend": event.delegate_backend_name or "",
+                                 "calls": len(raw), "total_ms": round(ms, 4)})
+            elif name == "OPERATOR_CALL":
+                continue  # wraps the kernel event that follows it
+            else:
+                key = (name.split(" #")[0].removeprefix("native_call_"), bool(event.is_delegated_op))
+                by_op[key][0] += len(raw)
+                by_op[key][1] += ms
+    if not by_op:
+        return None
+    rows = [{"name": n, "delegated": d, "calls": c, "total_ms": ms} for (n, d), (c, ms) in by_op.items()]
+    # What the operator events do not cover, so that the table adds up to Method::execute. XNNPACK's
+    # own per-op times are whole microseconds, so its tiny ops' remainders land in the first of these.
+    inside = sum(r["total_ms"] for r in rows if r["delegated"])
+    outside = sum(r["total_ms"] for r in rows if not r["delegated"])
+    rows.append({"name": "(delegate call overhead)", "delegated": True, "calls": delegate_count,
+                 "total_ms": max(delegate_total - inside, 0.0), "overhead": True})
+    rows.append({"name": "(runtime between operators)", "delegated": False, "calls": 0,
+                 "total_ms": max(total - delegate_total - outside, 0.0), "overhead": True})
+    return rows, total, delegate_total, delegate_count, per_call
 
 
 def measure_perplexity(bundle_path, threads: int | None = None, max_tokens: int = 512) -> dict:

@@ -60,6 +60,14 @@ def markdown(report: dict) -> str:
         for r in ops["by_op"][:25]:
             lines.append(f"| {r['name']} | {'yes' if r['delegated'] else 'no'} | {r['calls']} | "
                          f"{r['total_ms']:.3f} | {r['share']:.1%} |")
+        step = ops.get("decode_step")
+        if step:
+            lines += ["", f"One decode step (the mean of the pass's last {step['steps']}): {step['step_ms']:.3f} ms. "
+                      "XNNPACK times its operators in whole microseconds, so the remainders of its small ones "
+                      "are counted in the delegate call overhead.", "",
+                      "| operator | delegated | calls per step | ms per step | share |", "|---|---|---|---|---|"]
+            lines += [f"| {r['name']} | {'yes' if r['delegated'] else 'no'} | {r['calls_per_step']:g} | "
+                      f"{r['ms_per_step']:.4f} | {r['share']:.1%} |" for r in step["by_op"][:15]]
         per_call = sorted((ops.get("delegate_calls") or {}).get("per_call", []), key=lambda c: -c["total_ms"])
         if per_call:
             lines += ["", "Slowest delegate calls (index = order in the program):", "",

@@ -107,7 +107,7 @@ def _operators(ops: dict | None) -> dict:
         return {"available": False, "reason": reason}
     total = ops["total_ms"] or 1e-9
     rows = sorted(ops["by_op"], key=lambda r: -r["total_ms"])
-    return {
+    folded = {
         "available": True,
         "source": ops["source"],
         "total_ms": round(ops["total_ms"], 3),
@@ -115,6 +115,17 @@ def _operators(ops: dict | None) -> dict:
         "module_mapping": ops.get("module_mapping", "not available"),
         "by_op": [{**r, "total_ms": round(r["total_ms"], 4), "share": round(r["total_ms"] / total, 4)} for r in rows],
     }
+    step = ops.get("decode_step")
+    if step:  # one mean decode step: what a generated token costs, without the prefill in it
+        step_ms = step["step_ms"] or 1e-9
+        folded["decode_step"] = {
+            "steps": step["steps"],
+            "step_ms": round(step["step_ms"], 4),
+            "by_op": [{**r, "calls_per_step": round(r["calls_per_step"], 2), "ms_per_step": round(r["ms_per_step"], 4),
+                       "share": round(r["ms_per_step"] / step_ms, 4)}
+                      for r in sorted(step["by_op"], key=lambda r: -r["ms_per_step"])],
+        }
+    return folded
 
 
 def load_json(path, what: str) -> dict:
