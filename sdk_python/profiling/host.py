@@ -221,7 +221,11 @@ def summarize_etdump(inspector, decode_steps: int = 0) -> dict:
         "module_mapping": "not available: the bundle carries no ETRecord to map operators to modules",
         "by_op": rows,
     }
-    if decode_steps > 0:
+    counts = sorted((_executions(b) for b in blocks), reverse=True)
+    if decode_steps > 0 and len(counts) > 1 and counts[0] == counts[1]:
+        # a prefill method that ran as often as forward: which block is decode is not known
+        result["decode_step_unavailable"] = "the prefill and decode methods ran equally often in the pass"
+    elif decode_steps > 0:
         forward = max(blocks, key=_executions)
         if _executions(forward) < decode_steps:
             raise ProfileError(f"the ETDump holds {_executions(forward)} executions of the decode method, "

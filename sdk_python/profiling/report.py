@@ -61,6 +61,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['name']} | {'yes' if r['delegated'] else 'no'} | {r['calls']} | "
                          f"{r['total_ms']:.3f} | {r['share']:.1%} |")
         step = ops.get("decode_step")
+        if ops.get("decode_step_unavailable"):
+            lines += ["", f"No decode-step table: {ops['decode_step_unavailable']}."]
         if step:
             lines += ["", f"One decode step (the mean of the pass's last {step['steps']}): {step['step_ms']:.3f} ms. "
                       "XNNPACK times its operators in whole microseconds, so the remainders of its small ones "

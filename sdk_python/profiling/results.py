@@ -115,6 +115,8 @@ def _operators(ops: dict | None) -> dict:
         "module_mapping": ops.get("module_mapping", "not available"),
         "by_op": [{**r, "total_ms": round(r["total_ms"], 4), "share": round(r["total_ms"] / total, 4)} for r in rows],
     }
+    if ops.get("decode_step_unavailable"):
+        folded["decode_step_unavailable"] = ops["decode_step_unavailable"]
     step = ops.get("decode_step")
     if step:  # one mean decode step: what a generated token costs, without the prefill in it
         step_ms = step["step_ms"] or 1e-9
