@@ -221,14 +221,14 @@ def summarize_etdump(inspector, decode_steps: int = 0) -> dict:
         "module_mapping": "not available: the bundle carries no ETRecord to map operators to modules",
         "by_op": rows,
     }
-    counts = sorted((_executions(b) for b in blocks), reverse=True)
-    if decode_steps > 0 and len(counts) > 1 and counts[0] == counts[1]:
+    ranked = sorted(((_executions(b), b) for b in blocks), key=lambda nb: -nb[0])  # forward first
+    if decode_steps > 0 and len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
         # a prefill method that ran as often as forward: which block is decode is not known
         result["decode_step_unavailable"] = "the prefill and decode methods ran equally often in the pass"
     elif decode_steps > 0:
-        forward = max(blocks, key=_executions)
-        if _executions(forward) < decode_steps:
-            raise ProfileError(f"the ETDump holds {_executions(forward)} executions of the decode method, "
+        runs, forward = ranked[0]
+        if runs < decode_steps:
+            raise ProfileError(f"the ETDump holds {runs} executions of the decode method, "
                                f"not the {decode_steps} decode steps that were run")
         rows, step_total, _, _, _ = _op_table([forward], lambda raw: raw[-decode_steps:])
         result["decode_step"] = {
