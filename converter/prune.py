@@ -11,12 +11,16 @@ model with a smaller Hugging Face config, which every target lowers unchanged.
   KV group g      mean ‖o_proj(x_h)‖ of its query heads' attention outputs;
   layer           1 − cos(h_in, h_out): how much the layer changes the residual stream
                   (ShortGPT's block influence); the least influential layers go.
+  hidden channel  mean |RMSNorm output| summed over every norm of the residual stream (Minitron's
+                  width pruning): the embedding, every layer's inputs and outputs and the head
+                  lose the same channels, so the whole residual stream narrows.
 
 Unstructured magnitude pruning and 2:4 sparsity zero weights in place (the shapes stay).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,14 +38,15 @@ class PruneSettings:
     mlp: float = 0.0  # fraction of MLP channels removed from every layer
     heads: float = 0.0  # fraction of KV heads (with their query heads) removed from every layer
     layers: float = 0.0  # fraction of layers removed
-    multiple_of: int = 32  # kept MLP channels round to this (4-bit groups need widths divisible by 32)
+    hidden: float = 0.0  # fraction of the residual stream's channels (hidden size) removed
+    multiple_of: int = 32  # kept MLP / hidden channels round to this (4-bit groups need widths divisible by 32)
     unstructured: float = 0.0  # fraction of each linear's weights zeroed by magnitude
     two_four: bool = False  # zero 2 of every 4 consecutive input weights (2:4 sparsity)
     calibration_rows: int = 16
     seq_len: int = 256
 
     def check(self) -> None:
-        for name in ("mlp", "heads", "layers", "unstructured"):
+        for name in ("mlp", "heads", "layers", "hidden", "unstructured"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise TrainingError(f"--{name} must be a fraction in [0, 1), got {value}")
@@ -49,12 +54,13 @@ class PruneSettings:
             raise TrainingError("choose one of --unstructured and --two-four")
         if self.multiple_of < 1:
             raise TrainingError(f"--multiple-of must be at least 1, got {self.multiple_of}")
-        if not (self.mlp or self.heads or self.layers or self.unstructured or self.two_four):
-            raise TrainingError("nothing to prune: give --mlp, --heads, --layers, --unstructured or --two-four")
+        if not (self.mlp or self.heads or self.layers or self.hidden or self.unstructured or self.two_four):
+            raise TrainingError("nothing to prune: give --mlp, --heads, --layers, --hidden, --unstructured or "
+                                "--two-four")
 
     @property
     def structured(self) -> bool:
-        return bool(self.mlp or self.heads or self.layers)
+        return bool(self.mlp or self.heads or self.layers or self.hidden)
 
 
 def _text_config(model):
@@ -67,12 +73,21 @@ def _head_dim(cfg) -> int:
 
 
 def kept_counts(cfg, settings: PruneSettings) -> dict:
-    """How many channels, KV heads and layers remain; refuses ratios that leave none."""
-    inter, kv, layers = cfg.intermediate_size, cfg.num_key_value_heads, cfg.num_hidden_layers
+    """How many channels, KV heads, layers and hidden channels remain; refuses ratios that leave none."""
+    inter, kv, layers, hidden = cfg.intermediate_size, cfg.num_key_value_heads, cfg.num_hidden_layers, cfg.hidden_size
     keep_inter = inter - round(inter * settings.mlp)
     if settings.mlp:
         keep_inter = max(settings.multiple_of, round(keep_inter / settings.multiple_of) * settings.multiple_of)
     keep_kv = kv - round(kv * settings.heads)
+    keep_hidden = hidden - round(hidden * settings.hidden)
+    if settings.hidden:
+        # transformers' configs require hidden_size % num_attention_heads == 0 (even with an explicit head_dim)
+        step = math.lcm(settings.multiple_of, max(keep_kv, 1) * (cfg.num_attention_heads // kv))
+        keep_hidden = max(step, round(keep_hidden / step) * step)
+        if keep_hidden >= hidden:
+            raise TrainingError(f"--hidden {settings.hidden} removes no channel once rounded to a multiple of "
+                                f"{step} (--multiple-of {settings.multiple_of} and the attention heads; hidden "
+                                f"size {hidden})")
     keep_layers = layers - round(layers * settings.layers)
     if settings.heads and keep_kv < 1:
         raise TrainingError(f"--heads {settings.heads} would remove every KV head (the model has {kv}; "
@@ -85,7 +100,8 @@ def kept_counts(cfg, settings: PruneSettings) -> dict:
     if keep_inter >= inter and settings.mlp:
         raise TrainingError(f"--mlp {settings.mlp} removes no channel once rounded to --multiple-of "
                             f"{settings.multiple_of} (intermediate size {inter})")
-    return {"intermediate_size": keep_inter, "num_key_value_heads": keep_kv, "num_hidden_layers": keep_layers}
+    return {"intermediate_size": keep_inter, "num_key_value_heads": keep_kv, "num_hidden_layers": keep_layers,
+            "hidden_size": keep_hidden}
 
 
 @torch.no_grad()
@@ -97,7 +113,16 @@ def measure_importance(model, input_ids: torch.Tensor) -> dict:
     mlp = [torch.zeros(cfg.intermediate_size, dtype=torch.float64) for _ in layers]
     group = [torch.zeros(kv, dtype=torch.float64) for _ in layers]
     influence = [0.0 for _ in layers]
-    hooks = []
+    hidden = torch.zeros(cfg.hidden_size, dtype=torch.float64)
+    norms = _residual_norms(model)
+    norm_energy = {id(n): torch.zeros(cfg.hidden_size, dtype=torch.float64) for n in norms}
+
+    def on_norm(mod, args, output):
+        hidden.add_(output.reshape(-1, output.shape[-1]).abs().mean(0).double())
+        x = args[0].reshape(-1, args[0].shape[-1]).double()
+        norm_energy[id(mod)].add_((x * x).mean(0))  # each input channel's share of the rms the norm divides by
+
+    hooks = [norm.register_forward_hook(on_norm) for norm in norms]
     for i, layer in enumerate(layers):
         down, o_proj = layer.mlp.down_proj, layer.self_attn.o_proj
 
@@ -124,7 +149,61 @@ def measure_importance(model, input_ids: torch.Tensor) -> dict:
     finally:
         for h in hooks:
             h.remove()
-    return {"mlp": mlp, "kv_groups": group, "layers": influence}
+    names = {id(m): name for name, m in model.named_modules()}
+    return {"mlp": mlp, "kv_groups": group, "layers": influence, "hidden": hidden,
+            "norm_energy": {names[k]: v for k, v in norm_energy.items()}}
+
+
+def _residual_norms(model) -> list[nn.Module]:
+    """The norms whose weights span the hidden size (not Qwen3's / Gemma's per-head q/k norms)."""
+    names = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm")
+    norms = [getattr(layer, n) for layer in model.model.layers for n in names if hasattr(layer, n)]
+    return norms + [model.model.norm]
+
+
+# Hugging Face weights of a decoder that read the residual stream (columns) or write it (rows).
+_READS_HIDDEN = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight", "up_proj.weight",
+                 "embed_tokens.weight", "lm_head.weight")
+_WRITES_HIDDEN = ("o_proj.weight", "o_proj.bias", "down_proj.weight", "down_proj.bias")
+_NORMS_OF_HIDDEN = ("input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight",
+                    "post_feedforward_layernorm.weight", "model.norm.weight")
+
+
+def _narrow_hidden(state: dict, channels: torch.Tensor, norm_gain: dict[str, float]) -> dict:
+    """Every weight that touches the residual stream keeps only `channels` of it; each norm's weight is
+    scaled by `norm_gain` (its key -> gain) so it divides by the rms the full width had."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith(_READS_HIDDEN):
+            value = value[:, channels]
+        elif key.endswith(_WRITES_HIDDEN):
+            value = value[channels]
+        elif key.endswith(_NORMS_OF_HIDDEN):
+            value = value[channels] * norm_gain.get(key, 1.0)
+        out[key] = value.clone()
+    return out
+
+
+def _norm_gains(energy: dict[str, torch.Tensor], channels: torch.Tensor, offset: float) -> dict[str, float]:
+    """rms(kept channels) / rms(all channels) of each norm's calibration input: after narrowing, a norm
+    divides by the smaller width's rms, and this gain gives its outputs back their old scale."""
+    gains = {}
+    for name, e in energy.items():
+        if offset:
+            continue  # a (1 + w) norm cannot be rescaled through w alone
+        gains[f"{name}.weight"] = float((e[channels].mean() / e.mean()).sqrt())
+    return gains
+
+
+def _renumber(name: str, kept_layers: list[int]) -> str | None:
+    """A module name of the source model as it is named in the pruned one (None: its layer went)."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[1] == "layers":
+        i = int(parts[2])
+        if i not in kept_layers:
+            return None
+        parts[2] = str(kept_layers.index(i))
+    return ".".join(parts)
 
 
 def _keep(scores: torch.Tensor, n: int) -> torch.Tensor:
@@ -142,6 +221,11 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
     if model.config is not cfg:
         raise TrainingError("structured pruning needs a text-only model (this config nests a text config)")
     keep = kept_counts(cfg, settings)
+    if settings.hidden and family.scaled_embeddings:
+        # Gemma multiplies embeddings by sqrt(hidden_size) and ties them to the head: narrowing the stream
+        # would rescale both, so its width is not pruned.
+        raise TrainingError(f"--hidden is not supported for the {family.name} family "
+                            "(its embeddings are scaled by sqrt(hidden_size))")
     importance = measure_importance(model, input_ids)
     n_layers = cfg.num_hidden_layers
     kept_layers = sorted(torch.topk(torch.tensor(importance["layers"]), keep["num_hidden_layers"]).indices.tolist())
@@ -154,6 +238,7 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
     new_cfg.num_attention_heads = keep["num_key_value_heads"] * per_group
     new_cfg.head_dim = hd  # explicit: hidden / heads no longer gives it
     new_cfg.num_hidden_layers = keep["num_hidden_layers"]
+    new_cfg.hidden_size = keep["hidden_size"]
     if getattr(cfg, "layer_types", None):
         new_cfg.layer_types = [cfg.layer_types[i] for i in kept_layers]
     old = model.state_dict()
@@ -180,6 +265,11 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
             elif name == "self_attn.o_proj.weight":
                 value = value[:, q_rows]
             new_state[out + name] = value.clone()
+    if settings.hidden:
+        channels = _keep(importance["hidden"], keep["hidden_size"])
+        energy = {_renumber(name, kept_layers): e for name, e in importance["norm_energy"].items()
+                  if _renumber(name, kept_layers) is not None}
+        new_state = _narrow_hidden(new_state, channels, _norm_gains(energy, channels, family.norm_offset))
     from transformers import AutoModelForCausalLM
 
     pruned = AutoModelForCausalLM.from_config(new_cfg, torch_dtype=torch.float32)

@@ -167,7 +167,10 @@ def _print_summary(summary: dict) -> None:
 @click.option("--heads", default=0.0, show_default=True,
               help="Fraction of KV heads (each with its query heads) removed from every layer.")
 @click.option("--layers", default=0.0, show_default=True, help="Fraction of layers removed (least influential).")
-@click.option("--multiple-of", default=32, show_default=True, help="Kept MLP channels round to a multiple of this.")
+@click.option("--hidden", default=0.0, show_default=True,
+              help="Fraction of the hidden size (residual-stream channels, embedding width) removed.")
+@click.option("--multiple-of", default=32, show_default=True,
+              help="Kept MLP and hidden channels round to a multiple of this.")
 @click.option("--unstructured", default=0.0, show_default=True,
               help="Fraction of each layer linear's weights zeroed by magnitude (shapes stay).")
 @click.option("--two-four", is_flag=True, help="2:4 sparsity: zero the 2 smallest of every 4 input weights.")
@@ -176,15 +179,15 @@ def _print_summary(summary: dict) -> None:
 @click.option("--calibration-rows", default=16, show_default=True, help="Rows of --seq-len tokens measured.")
 @click.option("--seq-len", default=256, show_default=True)
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-def prune(source, output, mlp, heads, layers, multiple_of, unstructured, two_four, calibration, calibration_rows,
-          seq_len, force):
+def prune(source, output, mlp, heads, layers, hidden, multiple_of, unstructured, two_four, calibration,
+          calibration_rows, seq_len, force):
     """Prune SOURCE into a smaller Hugging Face model folder (convert it like any other source).
 
-    Structured (--mlp/--heads/--layers): the least important channels, heads and layers by
-    calibration activations; the config shrinks. Unstructured / 2:4: weights zeroed in place.
+    Structured (--mlp/--heads/--layers/--hidden): the least important channels, heads, layers and
+    hidden channels by calibration activations; the config shrinks. Unstructured / 2:4: weights zeroed in place.
     """
     m = _converter("prune")
-    settings = m.PruneSettings(mlp=mlp, heads=heads, layers=layers, multiple_of=multiple_of,
+    settings = m.PruneSettings(mlp=mlp, heads=heads, layers=layers, hidden=hidden, multiple_of=multiple_of,
                                unstructured=unstructured, two_four=two_four, calibration_rows=calibration_rows,
                                seq_len=seq_len)
     _print_summary(m.prune(source, output, settings, calibration, force=force, console=_console()))

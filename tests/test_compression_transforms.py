@@ -42,9 +42,10 @@ def text_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pruned(tiny_model_dir, tmp_path_factory, text_file):
-    """Tiny llama with half its MLP channels, half its KV heads and half its layers removed."""
+    """Tiny llama with half its MLP channels, half its KV heads, half its layers and a quarter of its width removed."""
     out = tmp_path_factory.mktemp("pruned") / "llama-pruned"
-    settings = PruneSettings(mlp=0.5, heads=0.5, layers=0.5, multiple_of=16, seq_len=32, calibration_rows=4)
+    settings = PruneSettings(mlp=0.5, heads=0.5, layers=0.5, hidden=0.25, multiple_of=16, seq_len=32,
+                             calibration_rows=4)
     summary = prune(str(tiny_model_dir("llama")), out, settings, str(text_file))
     return out, summary
 
@@ -53,11 +54,14 @@ def pruned(tiny_model_dir, tmp_path_factory, text_file):
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
 def test_structured_pruning_makes_a_smaller_model_of_the_same_family(family, tiny_model_dir, tmp_path, text_file):
     src = tiny_model_dir(family)
-    settings = PruneSettings(mlp=0.5, heads=0.5, layers=0.5, multiple_of=16, seq_len=32, calibration_rows=4)
+    width = 0.0 if family == "gemma3" else 0.25  # Gemma's width stays (its embedding scale is sqrt(hidden))
+    settings = PruneSettings(mlp=0.5, heads=0.5, layers=0.5, hidden=width, multiple_of=16, seq_len=32,
+                             calibration_rows=4)
     summary = prune(str(src), tmp_path / "p", settings, str(text_file))
     config = json.loads((tmp_path / "p" / "config.json").read_text())
     assert (config["intermediate_size"], config["num_key_value_heads"], config["num_hidden_layers"]) == (64, 1, 1)
     assert config["num_attention_heads"] == 2  # the removed KV head took its 2 query heads with it
+    assert config["hidden_size"] == (64 if family == "gemma3" else 48)
     loaded = load_source(str(tmp_path / "p"))
     assert count_parameters(loaded.model) == summary["parameters_after"] < summary["parameters_before"]
     if family == "gemma3":
@@ -88,6 +92,46 @@ def test_pruning_keeps_the_most_important_channels(tiny_model_dir, tmp_path, tex
     assert drift(keep_best=True) < drift(keep_best=False)
 
 
+def test_width_pruning_keeps_the_norms_scale(tiny_model_dir, text_file):
+    """Narrowing the residual stream keeps the channels the norms' outputs use most, and each norm's weight
+    is rescaled so it still divides by the full width's rms: the first norm's output on the kept channels is
+    closer to the unpruned model's than it is without the gain."""
+    from pocketlm.converter import prune as prune_module
+
+    loaded = load_source(str(tiny_model_dir("llama")))
+    model = loaded.model
+    rows = load_rows(loaded.tokenizer, text_file, 32).input_ids[:4]
+    settings = PruneSettings(hidden=0.25, multiple_of=16, seq_len=32, calibration_rows=4)
+    pruned, record = prune_module.structured_prune(model, settings, rows)
+    assert record["hidden_size"] == pruned.config.hidden_size == 48
+    importance = prune_module.measure_importance(model, rows)
+    kept = prune_module._keep(importance["hidden"], 48)
+    assert set(kept.tolist()) == set(importance["hidden"].topk(48).indices.tolist())
+
+    def first_norm(m, ids):
+        out = {}
+        hook = m.model.layers[0].input_layernorm.register_forward_hook(lambda mod, a, o: out.setdefault("x", o))
+        with torch.no_grad():
+            m(input_ids=ids)
+        hook.remove()
+        return out["x"]
+
+    reference = first_norm(model, rows)[..., kept]
+    with_gain = first_norm(pruned, rows)
+    gain = float(importance["norm_energy"]["model.layers.0.input_layernorm"][kept].mean()
+                 / importance["norm_energy"]["model.layers.0.input_layernorm"].mean()) ** 0.5
+    assert abs(gain - 1) > 0.01  # the kept channels' share of the energy is not their share of the width
+    without_gain = with_gain / gain
+    assert (with_gain - reference).abs().mean() < (without_gain - reference).abs().mean()
+
+
+def test_width_pruning_refuses_gemma(tiny_model_dir, tmp_path, text_file):
+    with pytest.raises(TrainingError, match="--hidden is not supported for the gemma3 family"):
+        prune(str(tiny_model_dir("gemma3")), tmp_path / "p", PruneSettings(hidden=0.25, multiple_of=16, seq_len=32,
+              calibration_rows=4), str(text_file))
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize("target, quant", [("executorch", "fp32"), ("tflite", "fp32"), ("coreml", "fp16")])
 def test_pruned_model_lowers_to_every_target(target, quant, pruned, tmp_path):
     from pocketlm.converter.convert import convert
@@ -106,6 +150,7 @@ def test_pruned_model_lowers_to_every_target(target, quant, pruned, tmp_path):
     (dict(heads=0.9), "would remove every KV head"),
     (dict(heads=0.1), "removes no head"),
     (dict(layers=0.99), "would remove every layer"),
+    (dict(hidden=0.05), "removes no channel once rounded"),
     (dict(mlp=1.0), "must be a fraction"),
     (dict(), "nothing to prune"),
     (dict(unstructured=0.5, two_four=True), "choose one"),
