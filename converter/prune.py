@@ -184,15 +184,10 @@ def _narrow_hidden(state: dict, channels: torch.Tensor, norm_gain: dict[str, flo
     return out
 
 
-def _norm_gains(energy: dict[str, torch.Tensor], channels: torch.Tensor, offset: float) -> dict[str, float]:
+def _norm_gains(energy: dict[str, torch.Tensor], channels: torch.Tensor) -> dict[str, float]:
     """rms(kept channels) / rms(all channels) of each norm's calibration input: after narrowing, a norm
     divides by the smaller width's rms, and this gain gives its outputs back their old scale."""
-    gains = {}
-    for name, e in energy.items():
-        if offset:
-            continue  # a (1 + w) norm cannot be rescaled through w alone
-        gains[f"{name}.weight"] = float((e[channels].mean() / e.mean()).sqrt())
-    return gains
+    return {f"{name}.weight": float((e[channels].mean() / e.mean()).sqrt()) for name, e in energy.items()}
 
 
 def _renumber(name: str, kept_layers: list[int]) -> str | None:
@@ -269,7 +264,7 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
         channels = _keep(importance["hidden"], keep["hidden_size"])
         energy = {_renumber(name, kept_layers): e for name, e in importance["norm_energy"].items()
                   if _renumber(name, kept_layers) is not None}
-        new_state = _narrow_hidden(new_state, channels, _norm_gains(energy, channels, family.norm_offset))
+        new_state = _narrow_hidden(new_state, channels, _norm_gains(energy, channels))
     from transformers import AutoModelForCausalLM
 
     pruned = AutoModelForCausalLM.from_config(new_cfg, torch_dtype=torch.float32)
