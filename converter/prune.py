@@ -154,10 +154,13 @@ def measure_importance(model, input_ids: torch.Tensor) -> dict:
             "norm_energy": {names[k]: v for k, v in norm_energy.items()}}
 
 
+# A layer's norms whose weights span the hidden size (not Qwen3's / Gemma's per-head q/k norms).
+_LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                "post_feedforward_layernorm")
+
+
 def _residual_norms(model) -> list[nn.Module]:
-    """The norms whose weights span the hidden size (not Qwen3's / Gemma's per-head q/k norms)."""
-    names = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm")
-    norms = [getattr(layer, n) for layer in model.model.layers for n in names if hasattr(layer, n)]
+    norms = [getattr(layer, n) for layer in model.model.layers for n in _LAYER_NORMS if hasattr(layer, n)]
     return norms + [model.model.norm]
 
 
@@ -165,8 +168,7 @@ def _residual_norms(model) -> list[nn.Module]:
 _READS_HIDDEN = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight", "up_proj.weight",
                  "embed_tokens.weight", "lm_head.weight")
 _WRITES_HIDDEN = ("o_proj.weight", "o_proj.bias", "down_proj.weight", "down_proj.bias")
-_NORMS_OF_HIDDEN = ("input_layernorm.weight", "post_attention_layernorm.weight", "pre_feedforward_layernorm.weight",
-                    "post_feedforward_layernorm.weight", "model.norm.weight")
+_NORMS_OF_HIDDEN = tuple(f"{n}.weight" for n in _LAYER_NORMS) + ("model.norm.weight",)
 
 
 def _narrow_hidden(state: dict, channels: torch.Tensor, norm_gain: dict[str, float]) -> dict:
@@ -190,14 +192,14 @@ def _norm_gains(energy: dict[str, torch.Tensor], channels: torch.Tensor) -> dict
     return {f"{name}.weight": float((e[channels].mean() / e.mean()).sqrt()) for name, e in energy.items()}
 
 
-def _renumber(name: str, kept_layers: list[int]) -> str | None:
+def _renumber(name: str, new_index: dict[int, int]) -> str | None:
     """A module name of the source model as it is named in the pruned one (None: its layer went)."""
     parts = name.split(".")
     if len(parts) > 2 and parts[1] == "layers":
         i = int(parts[2])
-        if i not in kept_layers:
+        if i not in new_index:
             return None
-        parts[2] = str(kept_layers.index(i))
+        parts[2] = str(new_index[i])
     return ".".join(parts)
 
 
@@ -262,8 +264,9 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
             new_state[out + name] = value.clone()
     if settings.hidden:
         channels = _keep(importance["hidden"], keep["hidden_size"])
-        energy = {_renumber(name, kept_layers): e for name, e in importance["norm_energy"].items()
-                  if _renumber(name, kept_layers) is not None}
+        new_index = {i: new_i for new_i, i in enumerate(kept_layers)}
+        renamed = ((_renumber(name, new_index), e) for name, e in importance["norm_energy"].items())
+        energy = {name: e for name, e in renamed if name is not None}
         new_state = _narrow_hidden(new_state, channels, _norm_gains(energy, channels))
     from transformers import AutoModelForCausalLM
 
