@@ -15,12 +15,15 @@ model with a smaller Hugging Face config, which every target lowers unchanged.
                   width pruning): the embedding, every layer's inputs and outputs and the head
                   lose the same channels, so the whole residual stream narrows.
 
-Unstructured magnitude pruning and 2:4 sparsity zero weights in place (the shapes stay).
+--repair then refits each kept layer's down_proj by least squares toward the original model's
+residual stream (prune_repair). Unstructured magnitude pruning and 2:4 sparsity zero weights in place
+(the shapes stay).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +45,9 @@ class PruneSettings:
     multiple_of: int = 32  # kept MLP / hidden channels round to this (4-bit groups need widths divisible by 32)
     unstructured: float = 0.0  # fraction of each linear's weights zeroed by magnitude
     two_four: bool = False  # zero 2 of every 4 consecutive input weights (2:4 sparsity)
+    repair: bool = False  # refit each kept layer's down_proj by least squares toward the original (prune_repair)
+    repair_data: str = "distill_en.txt"  # the fit needs many more tokens than importance: its own text
+    repair_rows: int = 64  # rows of seq_len tokens, spread evenly over repair_data
     calibration_rows: int = 16
     seq_len: int = 256
 
@@ -57,6 +63,11 @@ class PruneSettings:
         if not (self.mlp or self.heads or self.layers or self.hidden or self.unstructured or self.two_four):
             raise TrainingError("nothing to prune: give --mlp, --heads, --layers, --hidden, --unstructured or "
                                 "--two-four")
+        if self.repair and self.repair_rows < 1:
+            raise TrainingError(f"--repair-rows must be at least 1, got {self.repair_rows}")
+        if self.repair and not self.structured:
+            raise TrainingError("--repair refits what structured pruning removed: give --mlp, --heads, --layers "
+                                "or --hidden with it")
 
     @property
     def structured(self) -> bool:
@@ -207,9 +218,12 @@ def _keep(scores: torch.Tensor, n: int) -> torch.Tensor:
     return torch.topk(scores, n).indices.sort().values
 
 
-def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
-    """A new, smaller model of the same class; `model` is left as it was."""
+def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor, progress=None,
+                     repair_ids: torch.Tensor | None = None):
+    """A new, smaller model of the same class; `model` is left as it was. --repair fits on `repair_ids`
+    (default: the calibration rows) and calls `progress(n)` as it refits layers."""
     from .families import family_for_model_type
+    from .prune_repair import FAMILIES_WITH_REPAIR
 
     cfg = _text_config(model)
     family = family_for_model_type(cfg.model_type)
@@ -223,6 +237,9 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
         # would rescale both, so its width is not pruned.
         raise TrainingError(f"--hidden is not supported for the {family.name} family "
                             "(its embeddings are scaled by sqrt(hidden_size))")
+    if settings.repair and family.name not in FAMILIES_WITH_REPAIR:
+        raise TrainingError(f"--repair is written for families whose MLP output adds straight to the residual "
+                            f"stream ({', '.join(FAMILIES_WITH_REPAIR)}), not {family.name}")
     importance = measure_importance(model, input_ids)
     n_layers = cfg.num_hidden_layers
     kept_layers = sorted(torch.topk(torch.tensor(importance["layers"]), keep["num_hidden_layers"]).indices.tolist())
@@ -262,6 +279,7 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
             elif name == "self_attn.o_proj.weight":
                 value = value[:, q_rows]
             new_state[out + name] = value.clone()
+    channels = None
     if settings.hidden:
         channels = _keep(importance["hidden"], keep["hidden_size"])
         new_index = {i: new_i for new_i, i in enumerate(kept_layers)}
@@ -277,8 +295,14 @@ def structured_prune(model, settings: PruneSettings, input_ids: torch.Tensor):
         raise TrainingError(f"pruned weights do not fit the smaller config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
     pruned.tie_weights()
+    pruned.eval()
     record = {"kept_layers": kept_layers, "removed_layers": sorted(set(range(n_layers)) - set(kept_layers)), **keep}
-    return pruned.eval(), record
+    if settings.repair:
+        from .prune_repair import refit_down_projections
+
+        fit_on = input_ids if repair_ids is None else repair_ids
+        record["repair"] = refit_down_projections(model, pruned, kept_layers, fit_on, channels, progress)
+    return pruned, record
 
 
 @torch.no_grad()
@@ -305,6 +329,21 @@ def sparsify(model, settings: PruneSettings) -> dict:
     return {"zeroed_weights": zeroed, "of_weights": total, "sparsity": round(zeroed / max(total, 1), 4)}
 
 
+@contextmanager
+def _layer_bar(shown: bool, total: int):
+    """A tqdm bar over the layers --repair refits (none when not asked for or not on a console)."""
+    if not shown:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="repair (least squares)", unit="layer", dynamic_ncols=True)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
@@ -328,8 +367,17 @@ def prune(source: str, output: str | Path, settings: PruneSettings, calibration:
     if settings.structured:
         rows = load_rows(tokenizer, calibration, settings.seq_len)
         rows = rows.select(slice(0, settings.calibration_rows))
-        model, summary["structure"] = structured_prune(model, settings, rows.input_ids)
+        layers = kept_counts(_text_config(model), settings)["num_hidden_layers"]
+        repair_ids = None
+        if settings.repair:
+            fit = load_rows(tokenizer, settings.repair_data, settings.seq_len)
+            spread = torch.linspace(0, len(fit) - 1, min(settings.repair_rows, len(fit))).round().long().unique()
+            repair_ids = fit.input_ids[spread]
+        with _layer_bar(settings.repair and console is not None, layers) as advance:
+            model, summary["structure"] = structured_prune(model, settings, rows.input_ids, advance, repair_ids)
         summary["calibration"] = {"data": str(calibration), "rows": len(rows), "seq_len": settings.seq_len}
+        if repair_ids is not None:
+            summary["calibration"]["repair_rows"] = len(repair_ids)
     if settings.unstructured or settings.two_four:
         summary["sparsity"] = sparsify(model, settings)
     summary["parameters_after"] = count_parameters(model)

@@ -174,13 +174,20 @@ def _print_summary(summary: dict) -> None:
 @click.option("--unstructured", default=0.0, show_default=True,
               help="Fraction of each layer linear's weights zeroed by magnitude (shapes stay).")
 @click.option("--two-four", is_flag=True, help="2:4 sparsity: zero the 2 smallest of every 4 input weights.")
+@click.option("--repair", is_flag=True,
+              help="Structured: refit each kept layer's down_proj by least squares so its output matches the "
+                   "original model's at that depth (Llama / Qwen families; no training).")
+@click.option("--repair-data", default="distill_en.txt", show_default=True,
+              help="--repair: text the fit runs on (a file, or a pocketlm data file name).")
+@click.option("--repair-rows", default=64, show_default=True,
+              help="--repair: rows of --seq-len tokens, spread evenly over --repair-data.")
 @click.option("--calibration", default="calibration_en.txt", show_default=True,
               help="Text the importance is measured on (a file, or a pocketlm data file name).")
 @click.option("--calibration-rows", default=16, show_default=True, help="Rows of --seq-len tokens measured.")
 @click.option("--seq-len", default=256, show_default=True)
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-def prune(source, output, mlp, heads, layers, hidden, multiple_of, unstructured, two_four, calibration,
-          calibration_rows, seq_len, force):
+def prune(source, output, mlp, heads, layers, hidden, multiple_of, unstructured, two_four, repair, repair_data,
+          repair_rows, calibration, calibration_rows, seq_len, force):
     """Prune SOURCE into a smaller Hugging Face model folder (convert it like any other source).
 
     Structured (--mlp/--heads/--layers/--hidden): the least important channels, heads, layers and
@@ -188,7 +195,9 @@ def prune(source, output, mlp, heads, layers, hidden, multiple_of, unstructured,
     """
     m = _converter("prune")
     settings = m.PruneSettings(mlp=mlp, heads=heads, layers=layers, hidden=hidden, multiple_of=multiple_of,
-                               unstructured=unstructured, two_four=two_four, calibration_rows=calibration_rows,
+                               unstructured=unstructured, two_four=two_four, repair=repair,
+                               repair_data=repair_data, repair_rows=repair_rows,
+                               calibration_rows=calibration_rows,
                                seq_len=seq_len)
     _print_summary(m.prune(source, output, settings, calibration, force=force, console=_console()))
 

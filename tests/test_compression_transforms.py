@@ -132,6 +132,56 @@ def test_width_pruning_refuses_gemma(tiny_model_dir, tmp_path, text_file):
     assert not (tmp_path / "p").exists()
 
 
+def _with_mlp_bias(model):
+    """The same model with random biases on its MLP linears (Llama's mlp_bias option)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = model.config.__class__.from_dict({**model.config.to_dict(), "mlp_bias": True})
+    biased = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).eval()
+    biased.load_state_dict(model.state_dict(), strict=False)
+    torch.manual_seed(0)
+    for layer in biased.model.layers:
+        for linear in (layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+            linear.bias.data.normal_(0, 0.02)
+    return biased
+
+
+@pytest.mark.parametrize("family, hidden, bias", [("llama", 0.0, False), ("qwen2", 0.25, False),
+                                                  ("llama", 0.0, True)])
+def test_repair_brings_the_pruned_model_closer_to_the_original(family, hidden, bias, tiny_model_dir, text_file):
+    """--repair's least-squares refit lowers every kept layer's error against the original's residual
+    stream on the calibration rows, and the KL to the original's next-token distribution on other rows."""
+    from dataclasses import replace
+
+    from pocketlm.converter import prune as prune_module
+
+    loaded = load_source(str(tiny_model_dir(family)))
+    model = _with_mlp_bias(loaded.model) if bias else loaded.model
+    rows = load_rows(loaded.tokenizer, text_file, 16).input_ids
+    calibration, held_out = rows[:-4], rows[-4:]
+    settings = PruneSettings(mlp=0.5, layers=0.5, hidden=hidden, multiple_of=16, seq_len=16,
+                             calibration_rows=len(calibration))
+    plain, _ = prune_module.structured_prune(model, settings, calibration)
+    repaired, record = prune_module.structured_prune(model, replace(settings, repair=True), calibration)
+    assert len(record["repair"]) == repaired.config.num_hidden_layers
+    assert all(r["error_after"] < r["error_before"] for r in record["repair"])
+    with torch.no_grad():
+        teacher = model(input_ids=held_out).logits
+        kl = {name: float(kl_loss(m(input_ids=held_out).logits, teacher, 1.0, torch.ones(held_out.shape)))
+              for name, m in (("plain", plain), ("repaired", repaired))}
+    assert kl["repaired"] < kl["plain"]
+
+
+def test_repair_refuses_gemma_and_needs_structured_pruning(tiny_model_dir, tmp_path, text_file):
+    with pytest.raises(TrainingError, match="--repair is written for .* not gemma3"):
+        prune(str(tiny_model_dir("gemma3")), tmp_path / "p", PruneSettings(mlp=0.5, repair=True, multiple_of=16,
+              seq_len=32, calibration_rows=4), str(text_file))
+    with pytest.raises(TrainingError, match="--repair refits what structured pruning removed"):
+        prune(str(tiny_model_dir("llama")), tmp_path / "p", PruneSettings(unstructured=0.5, repair=True),
+              str(text_file))
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize("target, quant", [("executorch", "fp32"), ("tflite", "fp32"), ("coreml", "fp16")])
 def test_pruned_model_lowers_to_every_target(target, quant, pruned, tmp_path):
     from pocketlm.converter.convert import convert
