@@ -50,9 +50,13 @@ def _residuals_entering(model, batches: list[torch.Tensor], depths: set[int]) ->
 
     where = {d: (layers[d] if d < len(layers) else model.model.norm) for d in depths}
     hooks = [m.register_forward_pre_hook(grab(d), with_kwargs=True) for d, m in where.items()]
+    hooks.append(model.model.norm.register_forward_pre_hook(_stop))  # the head's logits are not needed
     try:
         for ids in batches:
-            model(input_ids=ids)
+            try:
+                model(input_ids=ids)
+            except _Stop:
+                pass
     finally:
         for h in hooks:
             h.remove()
