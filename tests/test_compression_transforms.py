@@ -146,11 +146,30 @@ def _with_mlp_bias(model):
     return biased
 
 
-@pytest.mark.parametrize("family, hidden, bias", [("llama", 0.0, False), ("qwen2", 0.25, False),
-                                                  ("llama", 0.0, True)])
-def test_repair_brings_the_pruned_model_closer_to_the_original(family, hidden, bias, tiny_model_dir, text_file):
-    """--repair's least-squares refit lowers every kept layer's error against the original's residual
-    stream on the calibration rows, and the KL to the original's next-token distribution on other rows."""
+def _residual_stream(model, ids) -> dict:
+    """("in", j): the residual entering layer j (j == layers: entering the final norm); ("mid", j): layer j's
+    residual after attention."""
+    got, hooks, layers = {}, [], model.model.layers
+    for j, layer in enumerate(layers):
+        hooks.append(layer.register_forward_pre_hook(
+            lambda m, a, kw, j=j: got.__setitem__(("in", j), a[0] if a else kw["hidden_states"]), with_kwargs=True))
+        hooks.append(layer.post_attention_layernorm.register_forward_pre_hook(
+            lambda m, a, j=j: got.__setitem__(("mid", j), a[0])))
+    hooks.append(model.model.norm.register_forward_pre_hook(lambda m, a: got.__setitem__(("in", len(layers)), a[0])))
+    with torch.no_grad():
+        model(input_ids=ids)
+    for h in hooks:
+        h.remove()
+    return got
+
+
+@pytest.mark.parametrize("family, layers, hidden, bias", [("llama", 0.5, 0.0, False), ("qwen2", 0.0, 0.25, False),
+                                                          ("llama", 0.0, 0.0, True)])
+def test_repair_brings_the_pruned_model_closer_to_the_original(family, layers, hidden, bias, tiny_model_dir,
+                                                               text_file):
+    """--repair's least-squares refit: each kept layer's output, run through the whole repaired model, is as
+    far from the original's residual at the next kept depth as the fit reports, nearer than before the fit;
+    and the KL to the original's next-token distribution on other rows drops."""
     from dataclasses import replace
 
     from pocketlm.converter import prune as prune_module
@@ -159,12 +178,24 @@ def test_repair_brings_the_pruned_model_closer_to_the_original(family, hidden, b
     model = _with_mlp_bias(loaded.model) if bias else loaded.model
     rows = load_rows(loaded.tokenizer, text_file, 16).input_ids
     calibration, held_out = rows[:-4], rows[-4:]
-    settings = PruneSettings(mlp=0.5, layers=0.5, hidden=hidden, multiple_of=16, seq_len=16,
+    settings = PruneSettings(mlp=0.5, layers=layers, hidden=hidden, multiple_of=16, seq_len=16,
                              calibration_rows=len(calibration))
     plain, _ = prune_module.structured_prune(model, settings, calibration)
     repaired, record = prune_module.structured_prune(model, replace(settings, repair=True), calibration)
-    assert len(record["repair"]) == repaired.config.num_hidden_layers
-    assert all(r["error_after"] < r["error_before"] for r in record["repair"])
+    fits = record["repair"]
+    assert len(fits) == repaired.config.num_hidden_layers
+    assert all(f["error_after"] < f["error_before"] for f in fits)
+
+    channels = slice(None)
+    if hidden:
+        channels = prune_module._keep(prune_module.measure_importance(model, calibration)["hidden"],
+                                      repaired.config.hidden_size)
+    original, after = _residual_stream(model, calibration), _residual_stream(repaired, calibration)
+    kept, n = record["kept_layers"], model.config.num_hidden_layers
+    for j, fit in enumerate(fits):
+        target = original[("in", kept[j + 1] if j + 1 < len(kept) else n)][..., channels]
+        error = (after[("in", j + 1)] - target).pow(2).sum() / (target - after[("mid", j)]).pow(2).sum()
+        assert float(error) == pytest.approx(fit["error_after"], rel=0.02, abs=2e-4)
     with torch.no_grad():
         teacher = model(input_ids=held_out).logits
         kl = {name: float(kl_loss(m(input_ids=held_out).logits, teacher, 1.0, torch.ones(held_out.shape)))
