@@ -29,6 +29,13 @@ def _stop(*_):
     raise _Stop
 
 
+def _forward_until_stopped(model, **inputs) -> None:
+    try:
+        model(**inputs)
+    except _Stop:
+        pass
+
+
 class _Passthrough(nn.Module):
     """Stands in for a layer already fitted: its output is what the forward pass is fed."""
 
@@ -53,10 +60,7 @@ def _residuals_entering(model, batches: list[torch.Tensor], depths: set[int]) ->
     hooks.append(model.model.norm.register_forward_pre_hook(_stop))  # the head's logits are not needed
     try:
         for ids in batches:
-            try:
-                model(input_ids=ids)
-            except _Stop:
-                pass
+            _forward_until_stopped(model, input_ids=ids)
     finally:
         for h in hooks:
             h.remove()
@@ -77,9 +81,7 @@ def _layer_inputs(pruned, j: int, entering: torch.Tensor) -> tuple[torch.Tensor,
     for i in range(j):
         layers[i] = _Passthrough()
     try:
-        pruned(inputs_embeds=entering)
-    except _Stop:
-        pass
+        _forward_until_stopped(pruned, inputs_embeds=entering)
     finally:
         for i, original in enumerate(fitted):
             layers[i] = original
@@ -132,13 +134,11 @@ def refit_down_projections(original, pruned, kept_layers: list[int], input_ids: 
         report.append({"layer": j, "source_layer": kept_layers[j],
                        "error_before": round(_relative_error(weight, gram, cross, change), 4),
                        "error_after": round(_relative_error(fitted, gram, cross, change), 4)})
-        # the next layer's input: this layer's output with the refitted weight
-        entering = [residual + (_with_ones(act, down.bias) @ fitted.T).view_as(residual).to(residual.dtype)
-                    for residual, act in seen]
         if down.bias is not None:
             down.bias.copy_(fitted[:, -1].to(down.bias.dtype))
             fitted = fitted[:, :-1]
         down.weight.copy_(fitted.to(down.weight.dtype))
+        entering = [residual + down(act) for residual, act in seen]  # the next layer's input, refitted
         if progress:
             progress(1)
     return report
