@@ -1,6 +1,7 @@
 """ExecuTorch with the XNNPACK delegate: torch.export -> edge -> XNNPACK -> .pte.
 
-`forward(tokens[1, S], input_pos[1])` with S dynamic in [1, max_prefill]; the KV cache
+`forward(tokens[1, S], input_pos[1])` with S dynamic in [1, max_prefill] (a static
+one-token graph for --max-prefill 1); the KV cache
 lives in the program as mutable buffers. With --prefill-method (float cache only) a
 second method `prefill(tokens[1, S], kv_positions[L])`: the same model with its attention
 in XNNPACK (decoder.Decoder.prefill), 2x faster attention on long prompts, sharing the
@@ -65,7 +66,7 @@ def runtime_metadata(decoder, max_prefill: int, bos_id: int | None, eos_ids: lis
         "get_eos_ids": list(eos_ids),
         "use_kv_cache": True,
         "use_sdpa_with_kv_cache": True,
-        "enable_dynamic_shape": True,
+        "enable_dynamic_shape": max_prefill > 1,  # --max-prefill 1 exports a static one-token graph
     }
 
 
@@ -114,10 +115,12 @@ def lower(job) -> dict:
     load_custom_ops()
     decoder.eval()
     decoder.reset_cache()
-    seq = torch.export.Dim("seq", min=1, max=max_prefill)
     tokens = torch.zeros(1, min(2, max_prefill), dtype=torch.long)
+    # --max-prefill 1: one token per call, a static graph (torch.export has no Dim with min == max)
+    seq = torch.export.Dim("seq", min=1, max=max_prefill) if max_prefill > 1 else None
     methods = {"forward": torch.export.export(
-        decoder, (tokens, torch.tensor([0], dtype=torch.long)), dynamic_shapes=({1: seq}, None), strict=False)}
+        decoder, (tokens, torch.tensor([0], dtype=torch.long)),
+        dynamic_shapes=({1: seq}, None) if seq else None, strict=False)}
     if job.prefill_method:
         keys = torch.export.Dim("kv_len", min=1, max=decoder.shape.max_context)
         with _forward_as(decoder, decoder.prefill):
