@@ -37,7 +37,8 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_model_dir, tmp_path_factory):
-    """tiny_bundle(family, quant="fp32", **convert_options) -> bundle path (converted once per session)."""
+    """tiny_bundle(family, quant="fp32", **convert_options) -> bundle path (converted once per session);
+    convert_options override the tiny context, prefill and parity defaults."""
     from rich.console import Console
 
     from pocketlm.converter.convert import convert
@@ -48,10 +49,8 @@ def tiny_bundle(tiny_model_dir, tmp_path_factory):
         key = (family, quant, tuple(sorted(options.items())))
         if key not in cache:
             out = tmp_path_factory.mktemp("bundles") / f"{family}-{quant}"
-            convert(
-                str(tiny_model_dir(family)), out, quant=quant, max_context=TINY_CONTEXT,
-                max_prefill=TINY_PREFILL, parity_tokens=40, console=Console(quiet=True), **options,
-            )
+            settings = {"max_context": TINY_CONTEXT, "max_prefill": TINY_PREFILL, "parity_tokens": 40, **options}
+            convert(str(tiny_model_dir(family)), out, quant=quant, console=Console(quiet=True), **settings)
             cache[key] = out
         return cache[key]
 

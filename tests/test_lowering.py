@@ -99,21 +99,15 @@ def test_prefill_method_is_refused_where_it_cannot_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_one_token_program_is_static_and_matches_hugging_face(tiny_model_dir, tmp_path):
+def test_one_token_program_is_static_and_matches_hugging_face(tiny_bundle, tiny_model_dir):
     """--max-prefill 1 exports forward with static shapes (torch.export has no Dim with min == max): prompts
     then run one token per call, and the logits still match the eager model."""
-    from rich.console import Console
-
-    from pocketlm.converter.convert import convert
-
-    out = tmp_path / "one-token"
-    convert(str(tiny_model_dir("llama")), out, quant="fp32", max_context=TINY_CONTEXT, max_prefill=1,
-            parity_tokens=16, console=Console(quiet=True))
-    tokens = list(np.random.default_rng(5).integers(3, 384, size=12))
-    reference = hf_logits(tiny_model_dir("llama"), tokens)[7:]
-    assert np.abs(_bundle_logits(out, tokens, 8) - reference).max() < 1e-3
     from executorch.runtime import Runtime
 
-    program = Runtime.get().load_program(out / "model.pte")
+    bundle = tiny_bundle("llama", "fp32", max_prefill=1)
+    tokens = list(np.random.default_rng(5).integers(3, 384, size=12))
+    reference = hf_logits(tiny_model_dir("llama"), tokens)[7:]
+    assert np.abs(_bundle_logits(bundle, tokens, 8) - reference).max() < 1e-3
+    program = Runtime.get().load_program(bundle / "model.pte")
     assert program.load_method("get_max_seq_len").execute([])[0] == 1
-    assert pocketlm.load(out).manifest["runtime"]["constant_methods"]["enable_dynamic_shape"] is False
+    assert pocketlm.load(bundle).manifest["runtime"]["constant_methods"]["enable_dynamic_shape"] is False
